@@ -1,0 +1,1 @@
+"""promptconfig: the tenant registry and per-tenant configuration, in a JetStream KV bucket."""

@@ -1,0 +1,66 @@
+"""Tenant registry logic: versioned saves, look-ups and prompt rendering. No broker here."""
+
+from __future__ import annotations
+
+from services.promptconfig import templates
+from services.promptconfig.adapters import TenantStore, VersionConflict
+from shared.messages.tenants import TenantConfig, TenantProfile
+
+
+class InvalidProfile(ValueError):
+    pass
+
+
+def check_profile(profile: TenantProfile) -> None:
+    try:
+        templates.check(profile.system_prompt_template)
+    except templates.TemplateError as exc:
+        raise InvalidProfile(str(exc)) from exc
+    if profile.default_model not in profile.allowed_models:
+        raise InvalidProfile("default_model must be one of allowed_models")
+
+
+async def save(
+    store: TenantStore, tenant_id: str, profile: TenantProfile, actor: str, attempts: int = 5
+) -> tuple[TenantConfig, bool, TenantConfig | None]:
+    """Save a new version. Returns (saved, created, previous). Retries on concurrent writes."""
+    check_profile(profile)
+    for _ in range(attempts):
+        current = await store.get(tenant_id)
+        previous, revision = current if current else (None, 0)
+        if previous is not None and TenantProfile.model_validate(
+            previous.model_dump(include=set(TenantProfile.model_fields))
+        ) == profile:
+            return previous, False, previous  # unchanged: idempotent, no new version
+        config = TenantConfig(
+            tenant_id=tenant_id,
+            version=(previous.version + 1) if previous else 1,
+            updated_by=actor,
+            **profile.model_dump(),
+        )
+        try:
+            await store.put(config, revision)
+        except VersionConflict:
+            continue
+        return config, previous is None, previous
+    raise VersionConflict(tenant_id)
+
+
+def changed_fields(before: TenantConfig | None, after: TenantConfig) -> list[str]:
+    if before is None:
+        return sorted(TenantProfile.model_fields)
+    return sorted(
+        name for name in TenantProfile.model_fields if getattr(before, name) != getattr(after, name)
+    )
+
+
+def system_prompt(config: TenantConfig) -> str:
+    return templates.render(
+        config.system_prompt_template,
+        {
+            "tenant_name": config.name,
+            "tenant_tier": config.tier.value,
+            "custom_instructions": config.custom_instructions,
+            "tenant_id": config.tenant_id,
+        },
+    )

@@ -1,0 +1,51 @@
+"""How every service records audit events: a typed event, published durably to JetStream."""
+
+from __future__ import annotations
+
+from faststream.nats import NatsBroker
+
+from shared import subjects
+from shared.bus import publish_event
+from shared.messages.audit import AuditEventType, AuditRecorded, AuditStatus, DetailValue
+
+
+class AuditTrail:
+    """One per service; `record` publishes an AuditRecorded that audit writes to ClickHouse."""
+
+    def __init__(self, broker: NatsBroker, service: str) -> None:
+        self._broker = broker
+        self._service = service
+
+    async def record(
+        self,
+        *,
+        tenant_id: str,
+        request_id: str,
+        event_type: AuditEventType,
+        action: str,
+        status: AuditStatus = AuditStatus.SUCCESS,
+        resource_type: str = "",
+        resource_id: str = "",
+        error: str | None = None,
+        actor: str = "",
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+        details: dict[str, DetailValue] | None = None,
+    ) -> AuditRecorded:
+        event = AuditRecorded(
+            tenant_id=tenant_id,
+            request_id=request_id,
+            event_type=event_type,
+            service=self._service,
+            action=action,
+            status=status,
+            resource_type=resource_type,
+            resource_id=resource_id[:200],
+            error=error[:1_000] if error else None,
+            actor=actor or self._service,
+            client_ip=client_ip,
+            user_agent=user_agent,
+            details=details or {},
+        )
+        await publish_event(self._broker, event, subjects.audit_event(event.tenant_id))
+        return event

