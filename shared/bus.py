@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import nats.errors
 from faststream.nats import ConsumerConfig, JStream, NatsBroker
+from nats.aio.client import Client as NatsClient
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
@@ -140,14 +141,17 @@ class ServiceCallError(Exception):
 
 
 async def call(
-    broker: NatsBroker, subject: str, message: BaseModel, reply_type: type[R], timeout: float
+    target: NatsBroker | NatsClient,
+    subject: str,
+    message: BaseModel,
+    reply_type: type[R],
+    timeout: float,
 ) -> R:
     """Request/reply to another service, returning its typed reply."""
     service = subject.split(".")[1] if subject.startswith("svc.") else subject
+    nc = target.connection if isinstance(target, NatsBroker) else target
     try:
-        response = await broker.connection.request(
-            subject, message.model_dump_json().encode(), timeout=timeout
-        )
+        response = await nc.request(subject, message.model_dump_json().encode(), timeout=timeout)
     except nats.errors.NoRespondersError as exc:
         raise ServiceCallError(
             ErrorInfo(

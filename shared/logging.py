@@ -13,7 +13,9 @@ import structlog
 _SECRET_WORDS = ("password", "secret", "api_key", "apikey", "authorization", "token", "credential")
 
 
-def _drop_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def _drop_secrets(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     # Belt and braces: a key that names a secret never reaches a log line, whatever its value.
     for key in list(event_dict):
         if any(word in key.lower() for word in _SECRET_WORDS):

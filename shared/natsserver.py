@@ -62,7 +62,7 @@ def start(
     args = [find_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port)]
     if config_file is not None:
         args += ["-c", str(config_file)]
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     proc = subprocess.Popen(args, stdout=out, stderr=out)  # noqa: S603
     try:
         wait_for_port(port)

@@ -38,6 +38,7 @@ class Service:
     on_stop: list[Hook] = field(default_factory=list)
 
     async def start(self) -> None:
+        self._add_health()
         await self.broker.connect()
         await ensure_topology(self.broker.connection.jetstream())
         for hook in self.on_start:
@@ -45,6 +46,12 @@ class Service:
         # Subscribers start last, so no message arrives before the dependencies are ready.
         await self.broker.start()
         log.info("service.started", service=self.name)
+
+    def _add_health(self) -> None:
+        # Every replica answers, so a launcher can wait until each service is ready.
+        @self.broker.subscriber(subjects.health(self.name))
+        async def health() -> bytes:
+            return self.name.encode()
 
     async def stop(self) -> None:
         await self.broker.stop()
@@ -82,8 +89,12 @@ def rpc(
     request_type: type[Q],
     reply_type: type[P],
     trail: AuditTrail,
+    max_workers: int = 64,
 ) -> Callable[[Callable[[Q], Awaitable[P]]], Callable[[Q], Awaitable[P]]]:
     """Register `fn` as the queue-group request/reply handler of svc.<service>.<verb>.*.
+
+    Handlers run concurrently (`max_workers`): one slow call (a model, a disk) must
+    not hold up every other tenant's requests behind it.
 
     Every request gets a typed reply, even a malformed one or one whose handler
     crashed, so callers never wait out a timeout for an answer that will not come.
@@ -91,7 +102,9 @@ def rpc(
     """
 
     def decorate(fn: Callable[[Q], Awaitable[P]]) -> Callable[[Q], Awaitable[P]]:
-        @router.subscriber(subjects.service_all(service, verb), queue=service)
+        @router.subscriber(
+            subjects.service_all(service, verb), queue=service, max_workers=max_workers
+        )
         async def handler(msg: NatsMessage) -> bytes:
             reply = await _answer(msg, fn, service, verb, request_type, reply_type, trail)
             return reply.model_dump_json().encode()
@@ -187,4 +200,3 @@ def summarise_validation(exc: ValidationError) -> str:
 
 def reply_ok(reply_type: type[P], request: Envelope, **fields: object) -> P:
     return reply_type(tenant_id=request.tenant_id, request_id=request.request_id, **fields)
-

@@ -38,7 +38,9 @@ class TenantrySettings(BaseSettings):
     def _nats_scheme(cls, value: str) -> str:
         for url in value.split(","):
             if not url.strip().startswith(("nats://", "tls://", "ws://", "wss://")):
-                raise ValueError("TENANTRY_NATS_URL must start with nats://, tls://, ws:// or wss://")
+                raise ValueError(
+                    "TENANTRY_NATS_URL must start with nats://, tls://, ws:// or wss://"
+                )
         return value
 
     @model_validator(mode="after")

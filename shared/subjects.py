@@ -57,6 +57,14 @@ def completion(tenant_id: str, request_id: str) -> str:
     return f"tenant.{validate_tenant_id(tenant_id)}.completion.{token(request_id)}"
 
 
+def completion_for_token(raw_tenant_token: str, request_id: str) -> str:
+    """Reply on the same tenant token a request arrived on, even if it failed validation
+    (so the sender still reads its error). The token came from a subject, but check it."""
+    if not raw_tenant_token or any(c in raw_tenant_token for c in ".*> \t\r\n"):
+        raise ValueError("not a single subject token")
+    return f"tenant.{raw_tenant_token}.completion.{token(request_id)}"
+
+
 def completions(tenant_id: str) -> str:
     """Wildcard over one tenant's completions, for a client subscribing to all of them."""
     return f"tenant.{validate_tenant_id(tenant_id)}.completion.>"
@@ -73,6 +81,11 @@ def service(service_name: str, verb: str, tenant_id: str) -> str:
 def service_all(service_name: str, verb: str) -> str:
     """What a service subscribes to: its verb for every tenant."""
     return f"svc.{token(service_name)}.{token(verb)}.*"
+
+
+def health(service_name: str) -> str:
+    """Not tenant-scoped: answered by every replica of a service once it is serving."""
+    return f"svc.{token(service_name)}.health"
 
 
 def event(tenant_id: str, kind: str) -> str:

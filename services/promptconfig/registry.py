@@ -28,9 +28,13 @@ async def save(
     for _ in range(attempts):
         current = await store.get(tenant_id)
         previous, revision = current if current else (None, 0)
-        if previous is not None and TenantProfile.model_validate(
-            previous.model_dump(include=set(TenantProfile.model_fields))
-        ) == profile:
+        if (
+            previous is not None
+            and TenantProfile.model_validate(
+                previous.model_dump(include=set(TenantProfile.model_fields))
+            )
+            == profile
+        ):
             return previous, False, previous  # unchanged: idempotent, no new version
         config = TenantConfig(
             tenant_id=tenant_id,

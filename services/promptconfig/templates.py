@@ -39,7 +39,9 @@ def check(template: str) -> frozenset[str]:
         used.add(name)
     leftover = _PLACEHOLDER.sub("", template)
     if "{{" in leftover or "}}" in leftover:
-        raise TemplateError("stray '{{' or '}}' in template: placeholders look like {{tenant_name}}")
+        raise TemplateError(
+            "stray '{{' or '}}' in template: placeholders look like {{tenant_name}}"
+        )
     return frozenset(used)
 
 

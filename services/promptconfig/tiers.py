@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from shared.messages.tenants import TenantLimits, Tier
+from services.promptconfig.templates import DEFAULT_TEMPLATE
+from shared.messages.tenants import TenantLimits, TenantProfile, Tier
 from shared.money import usd
 
 DEFAULT_MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5"]
@@ -27,3 +28,24 @@ TIER_LIMITS: dict[Tier, TenantLimits] = {
         monthly_budget_nanousd=usd("10000"),
     ),
 }
+
+
+def default_profile(
+    name: str,
+    tier: Tier,
+    admin_email: str | None = None,
+    custom_instructions: str = "",
+    allowed_models: list[str] | None = None,
+) -> TenantProfile:
+    """A new tenant's configuration: the default template and its tier's limits."""
+    models = allowed_models or DEFAULT_MODELS
+    return TenantProfile(
+        name=name,
+        tier=tier,
+        admin_email=admin_email,
+        system_prompt_template=DEFAULT_TEMPLATE,
+        custom_instructions=custom_instructions,
+        allowed_models=models,
+        default_model=models[0],
+        limits=TIER_LIMITS[tier],
+    )

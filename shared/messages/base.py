@@ -50,7 +50,7 @@ class ErrorCode(StrEnum):
     BUDGET_EXCEEDED = "budget_exceeded"
     MODEL_NOT_ALLOWED = "model_not_allowed"
     UNKNOWN_MODEL = "unknown_model"
-    TOKEN_LIMIT = "token_limit"
+    TOKEN_LIMIT = "token_limit"  # noqa: S105 (an error code, not a secret)
     LEAKAGE_BLOCKED = "leakage_blocked"
     TEMPLATE_INVALID = "template_invalid"
     NOT_FOUND = "not_found"

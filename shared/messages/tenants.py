@@ -20,7 +20,9 @@ class Tier(StrEnum):
 class TenantLimits(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    requests_per_minute: int = Field(ge=1, le=1_000_000, description="Requests admitted per minute.")
+    requests_per_minute: int = Field(
+        ge=1, le=1_000_000, description="Requests admitted per minute."
+    )
     tokens_per_minute: int = Field(ge=1, description="Input+output tokens admitted per minute.")
     max_tokens_per_request: int = Field(ge=1, le=200_000, description="Cap on output tokens.")
     monthly_budget_nanousd: int = Field(

@@ -1,0 +1,1 @@
+"""gateway: the client-facing subjects; validates a request and orchestrates its path."""

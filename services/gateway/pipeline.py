@@ -1,0 +1,187 @@
+"""One request's path: look up, authorise, retrieve, scan, call the model, scan, settle.
+
+Plain async functions over `Ports`, so the whole path is testable without a broker.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from services.gateway.ports import Ports
+from services.gateway.settings import GatewaySettings
+from shared.bus import ServiceCallError
+from shared.messages.base import ErrorCode, ErrorInfo, Reply
+from shared.messages.completions import Citation, CompletionPublished, CreateCompletion, Usage
+from shared.messages.leakage import ScanLocation, ScanText, TextScanned, Verdict
+from shared.messages.llm import ChatMessage, InvokeModel
+from shared.messages.metering import AuthorizeRequest, SettleUsage
+from shared.messages.retrieval import Chunk, SearchChunks
+from shared.messages.tenants import ResolveTenant, TenantConfig
+
+
+class Refused(Exception):
+    """The request cannot be answered; `info` is what the client reads."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
+
+
+@dataclass
+class Outcome:
+    completion: CompletionPublished
+    latency_ms: float
+    chunks: int = 0
+    findings: int = 0
+
+
+def _checked(reply: Reply) -> None:
+    if reply.error is not None:
+        raise Refused(reply.error)
+
+
+async def answer(req: CreateCompletion, ports: Ports, settings: GatewaySettings) -> Outcome:
+    started = time.perf_counter()
+    try:
+        outcome = await _answer(req, ports, settings)
+    except Refused as refused:
+        outcome = Outcome(_error(req, refused.info), 0.0)
+    except ServiceCallError as failed:
+        outcome = Outcome(_error(req, failed.info), 0.0)
+    outcome.latency_ms = (time.perf_counter() - started) * 1000
+    return outcome
+
+
+def _error(req: CreateCompletion, info: ErrorInfo) -> CompletionPublished:
+    return CompletionPublished(tenant_id=req.tenant_id, request_id=req.request_id, error=info)
+
+
+async def _answer(req: CreateCompletion, ports: Ports, settings: GatewaySettings) -> Outcome:
+    ids = {"tenant_id": req.tenant_id, "request_id": req.request_id}
+    resolved = await ports.resolve(ResolveTenant(**ids))
+    _checked(resolved)
+    assert resolved.config is not None
+    config = resolved.config
+    model, max_tokens = _model_and_cap(req, config)
+
+    estimate = _estimate_tokens(resolved.system_prompt, req, settings)
+    authorized = await ports.authorize(
+        AuthorizeRequest(
+            **ids,
+            model=model,
+            estimated_input_tokens=estimate,
+            max_tokens=max_tokens,
+            limits=config.limits,
+        )
+    )
+    _checked(authorized)
+
+    usage, answered_by = Usage(), model
+    try:
+        chunks: list[Chunk] = []
+        if req.top_k > 0:
+            found = await ports.search(SearchChunks(**ids, query=req.question, top_k=req.top_k))
+            _checked(found)
+            chunks = found.chunks
+
+        prompt = await _scan(
+            ports,
+            ScanText(
+                **ids, location=ScanLocation.PROMPT, text=_user_prompt(req, chunks), context=chunks
+            ),
+        )
+        invoked = await ports.invoke(
+            InvokeModel(
+                **ids,
+                model=model,
+                allowed_models=config.allowed_models,
+                system=resolved.system_prompt,
+                messages=[ChatMessage(role="user", content=prompt.text)],
+                max_tokens=max_tokens,
+                context=chunks,
+            )
+        )
+        usage, answered_by = invoked.usage, invoked.model or model
+        _checked(invoked)
+        response = await _scan(
+            ports, ScanText(**ids, location=ScanLocation.RESPONSE, text=invoked.text)
+        )
+    finally:
+        # Always settle: releases the reservation, and charges whatever tokens were
+        # used even when a later step (or the model itself) failed.
+        settled = await ports.settle(
+            SettleUsage(
+                **ids, reservation_id=authorized.reservation_id, model=answered_by, usage=usage
+            )
+        )
+    _checked(settled)
+    completion = CompletionPublished(
+        **ids,
+        text=response.text,
+        model=answered_by,
+        usage=usage,
+        cost_nanousd=settled.cost_nanousd,
+        citations=[
+            Citation(document_id=c.document_id, chunk_id=c.chunk_id, score=c.score) for c in chunks
+        ],
+        redactions=sum(f.action is Verdict.REDACT for f in prompt.findings + response.findings),
+    )
+    return Outcome(completion, 0.0, len(chunks), len(prompt.findings) + len(response.findings))
+
+
+def _model_and_cap(req: CreateCompletion, config: TenantConfig) -> tuple[str, int]:
+    model = req.model or config.default_model
+    if model not in config.allowed_models:
+        raise Refused(
+            ErrorInfo(
+                code=ErrorCode.MODEL_NOT_ALLOWED,
+                message=f"model {model!r} is not allowed for this tenant; "
+                f"allowed: {', '.join(config.allowed_models)}",
+            )
+        )
+    cap = config.limits.max_tokens_per_request
+    if req.max_tokens is not None and req.max_tokens > cap:
+        raise Refused(
+            ErrorInfo(
+                code=ErrorCode.TOKEN_LIMIT,
+                message=f"max_tokens {req.max_tokens} exceeds this tenant's limit of {cap}",
+            )
+        )
+    return model, req.max_tokens or cap
+
+
+def _estimate_tokens(system: str, req: CreateCompletion, settings: GatewaySettings) -> int:
+    """An upper estimate before retrieval, so the reservation covers the worst case."""
+    chars = len(system) + len(req.question) + req.top_k * settings.max_chunk_chars + 400
+    return math.ceil(chars / settings.chars_per_token)
+
+
+def _user_prompt(req: CreateCompletion, chunks: list[Chunk]) -> str:
+    if not chunks:
+        return req.question
+    passages = "\n\n---\n\n".join(
+        f"[{i}] (document {c.document_id})\n{c.text}" for i, c in enumerate(chunks, 1)
+    )
+    return (
+        "Context passages from this organisation's own documents:\n\n"
+        f"{passages}\n\nQuestion: {req.question}"
+    )
+
+
+async def _scan(ports: Ports, msg: ScanText) -> TextScanned:
+    scanned = await ports.scan(msg)
+    _checked(scanned)
+    if scanned.verdict is Verdict.BLOCK:
+        kinds = sorted(
+            {f"{f.detector}/{f.kind}" for f in scanned.findings if f.action is Verdict.BLOCK}
+        )
+        raise Refused(
+            ErrorInfo(
+                code=ErrorCode.LEAKAGE_BLOCKED,
+                message=f"blocked by leakage scanning of the {msg.location.value}: "
+                f"{', '.join(kinds) or 'policy'}",
+            )
+        )
+    return scanned

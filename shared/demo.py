@@ -1,0 +1,68 @@
+"""The demo scenario behind `make run` / `make demo`: seed two tenants, ask, report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from services.promptconfig.tiers import default_profile
+from shared.client import TenantClient
+from shared.demo_data import DEMO_TENANTS, DemoTenant
+from shared.messages.audit import UsageReport
+from shared.messages.completions import CompletionPublished
+from shared.ops import OpsClient
+
+
+@dataclass
+class DemoResult:
+    tenant: DemoTenant
+    completion: CompletionPublished
+    seconds: float
+    usage: UsageReport
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+async def run_demo(
+    nats_url: str, ops_user: str | None = None, ops_password: str | None = None
+) -> list[DemoResult]:
+    async with OpsClient(nats_url, user=ops_user, password=ops_password) as ops:
+        for tenant in DEMO_TENANTS:
+            saved = await ops.save_tenant(
+                tenant.tenant_id,
+                default_profile(tenant.name, tenant.tier, custom_instructions=tenant.instructions),
+                actor="demo",
+            )
+            if saved.error:
+                raise DemoFailed(f"creating {tenant.tenant_id}: {saved.error.message}")
+        results = []
+        for tenant in DEMO_TENANTS:
+            async with TenantClient(tenant.tenant_id, nats_url) as client:
+                ingested = await client.ingest(tenant.documents)
+                if ingested.error:
+                    raise DemoFailed(f"ingest for {tenant.tenant_id}: {ingested.error.message}")
+                started = time.perf_counter()
+                completion = await client.ask(tenant.question)
+                seconds = time.perf_counter() - started
+            if completion.error:
+                raise DemoFailed(f"{tenant.tenant_id}: {completion.error.message}")
+            usage = await _settled_usage(ops, tenant.tenant_id)
+            results.append(DemoResult(tenant, completion, seconds, usage))
+        return results
+
+
+async def _settled_usage(ops: OpsClient, tenant_id: str, timeout_s: float = 20.0) -> UsageReport:
+    """Cost events reach ClickHouse asynchronously (JetStream -> audit); wait for them."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        report = await ops.usage(tenant_id)
+        if report.error is None and report.requests >= 1 and report.audit_events >= 1:
+            return report
+        if time.monotonic() > deadline:
+            if report.error:
+                raise DemoFailed(f"usage for {tenant_id}: {report.error.message}")
+            return report
+        await asyncio.sleep(0.2)

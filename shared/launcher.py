@@ -1,0 +1,121 @@
+"""Embedded mode: nats-server from the wheel plus every service as its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import nats
+
+from shared import natsserver, subjects
+from shared.logging import get_logger
+
+# Start order: the stores' owners first, the gateway (the front door) last.
+SERVICES = ("promptconfig", "audit", "metering", "retrieval", "leakage", "llm", "gateway")
+
+log = get_logger("tenantry.launcher")
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+@dataclass
+class Platform:
+    data_dir: Path
+    nats_url: str = "nats://127.0.0.1:4222"
+    services: tuple[str, ...] = SERVICES
+    extra_env: dict[str, str] = field(default_factory=dict)
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.data_dir = self.data_dir.resolve()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        port = urlparse(self.nats_url).port or 4222
+        if _listening(port):
+            raise PortInUse(
+                f"port {port} is already in use: stop what runs there or set TENANTRY_NATS_URL"
+            )
+        nats_proc, _ = natsserver.start(
+            self.data_dir / "nats", port=port, log_file=self.log_dir / "nats-server.log"
+        )
+        self._procs["nats-server"] = nats_proc
+        env = {
+            **os.environ,
+            "TENANTRY_NATS_URL": self.nats_url,
+            "TENANTRY_DATA_DIR": str(self.data_dir),
+            "TENANTRY_LOG_FORMAT": "json",
+            **self.extra_env,
+        }
+        for name in self.services:
+            out = open(self.log_dir / f"{name}.log", "ab")
+            self._procs[name] = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", f"services.{name}"], env=env, stdout=out, stderr=out
+            )
+        try:
+            asyncio.run(self._wait_healthy(timeout_s))
+        except BaseException:
+            self.stop()
+            raise
+
+    async def _wait_healthy(self, timeout_s: float) -> None:
+        nc = await nats.connect(self.nats_url, **_ops_credentials())
+        try:
+            deadline = time.monotonic() + timeout_s
+            for name in self.services:
+                while True:
+                    proc = self._procs[name]
+                    if proc.poll() is not None:
+                        raise RuntimeError(
+                            f"service {name} exited with code {proc.returncode}; "
+                            f"see {self.log_dir / (name + '.log')}"
+                        )
+                    try:
+                        await nc.request(subjects.health(name), b"", timeout=0.5)
+                        break
+                    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                        if time.monotonic() > deadline:
+                            raise TimeoutError(f"service {name} did not become ready") from None
+                        await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+
+    def running(self) -> dict[str, bool]:
+        return {name: proc.poll() is None for name, proc in self._procs.items()}
+
+    def stop(self) -> None:
+        # Services first (they drain their subscriptions), nats-server last.
+        for name, proc in reversed(list(self._procs.items())):
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                log.warning("launcher.kill", process=name)
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
+
+
+def _listening(port: int) -> bool:
+    try:
+        natsserver.wait_for_port(port, timeout=0.1)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _ops_credentials() -> dict[str, str]:
+    user = os.environ.get("TENANTRY_NATS_USER")
+    password = os.environ.get("TENANTRY_NATS_PASSWORD")
+    return {"user": user, "password": password or ""} if user else {}

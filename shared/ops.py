@@ -1,0 +1,106 @@
+"""What ops do over the bus (the CLI's back end): tenants, usage, audit. Never opens a store."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import nats
+from nats.aio.client import Client as NatsClient
+
+from shared import subjects
+from shared.bus import call
+from shared.messages.audit import AuditEventType, AuditPage, QueryAudit, QueryUsage, UsageReport
+from shared.messages.tenants import (
+    DeleteTenant,
+    ResolveTenant,
+    TenantDeleted,
+    TenantProfile,
+    TenantResolved,
+    TenantUpserted,
+    UpsertTenant,
+)
+
+
+class OpsClient:
+    def __init__(
+        self,
+        nats_url: str,
+        *,
+        user: str | None = None,
+        password: str | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        self._url, self._user, self._password = nats_url, user, password
+        self._timeout = timeout_s
+        self._nc: NatsClient | None = None
+
+    async def __aenter__(self) -> OpsClient:
+        self._nc = await nats.connect(
+            self._url, user=self._user, password=self._password, name="tenantry-ops"
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._nc is not None:
+            await self._nc.drain()
+            self._nc = None
+
+    @property
+    def nc(self) -> NatsClient:
+        if self._nc is None:
+            raise RuntimeError("OpsClient is not connected; use `async with`")
+        return self._nc
+
+    async def save_tenant(
+        self, tenant_id: str, profile: TenantProfile, actor: str = "ops"
+    ) -> TenantUpserted:
+        return await call(
+            self.nc,
+            subjects.service("promptconfig", "upsert", tenant_id),
+            UpsertTenant(tenant_id=tenant_id, profile=profile, actor=actor),
+            TenantUpserted,
+            self._timeout,
+        )
+
+    async def get_tenant(self, tenant_id: str) -> TenantResolved:
+        return await call(
+            self.nc,
+            subjects.service("promptconfig", "resolve", tenant_id),
+            ResolveTenant(tenant_id=tenant_id),
+            TenantResolved,
+            self._timeout,
+        )
+
+    async def delete_tenant(self, tenant_id: str, actor: str = "ops") -> TenantDeleted:
+        return await call(
+            self.nc,
+            subjects.service("promptconfig", "delete", tenant_id),
+            DeleteTenant(tenant_id=tenant_id, actor=actor),
+            TenantDeleted,
+            self._timeout,
+        )
+
+    async def usage(self, tenant_id: str, month: str | None = None) -> UsageReport:
+        return await call(
+            self.nc,
+            subjects.service("audit", "usage", tenant_id),
+            QueryUsage(tenant_id=tenant_id, month=month),
+            UsageReport,
+            self._timeout,
+        )
+
+    async def audit(
+        self, tenant_id: str, event_type: AuditEventType | None = None, limit: int = 50
+    ) -> AuditPage:
+        return await call(
+            self.nc,
+            subjects.service("audit", "query", tenant_id),
+            QueryAudit(tenant_id=tenant_id, event_type=event_type, limit=limit),
+            AuditPage,
+            self._timeout,
+        )
