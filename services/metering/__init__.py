@@ -1,0 +1,1 @@
+"""metering: rate limits, budgets, prices and cost; state shared by replicas in JetStream KV."""

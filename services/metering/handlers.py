@@ -1,0 +1,174 @@
+"""metering's subscribers: thin wrappers over Meter, plus the audit and cost events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faststream.nats import NatsBroker, NatsRouter
+
+from services.metering.ledger import Refused, Settled, SettleKind
+from services.metering.meter import Busy, Meter, UnknownReservation
+from services.metering.state import month_of_reservation
+from shared import subjects
+from shared.audit import AuditTrail
+from shared.bus import publish_event
+from shared.logging import get_logger
+from shared.messages.audit import AuditEventType, AuditStatus
+from shared.messages.base import ErrorCode, ErrorInfo
+from shared.messages.metering import (
+    AuthorizeRequest,
+    CostRecorded,
+    RequestAuthorized,
+    SettleUsage,
+    UsageSettled,
+)
+from shared.service import error_reply, reply_ok, rpc
+
+SERVICE = "metering"
+
+log = get_logger("tenantry.metering")
+
+_BUSY = ErrorInfo(
+    code=ErrorCode.UNAVAILABLE,
+    message="metering is busy with concurrent updates for this tenant; retry shortly",
+    retryable=True,
+)
+
+
+@dataclass
+class Deps:
+    meter: Meter
+    trail: AuditTrail
+    broker: NatsBroker
+
+
+def build_router(deps: Deps) -> NatsRouter:
+    router = NatsRouter()
+
+    @rpc(router, SERVICE, "authorize", AuthorizeRequest, RequestAuthorized, deps.trail)
+    async def authorize(msg: AuthorizeRequest) -> RequestAuthorized:
+        try:
+            decision = await deps.meter.authorize(msg)
+        except Busy:
+            return error_reply(RequestAuthorized, msg.tenant_id, msg.request_id, _BUSY)
+        if isinstance(decision, Refused):
+            await _audit_refusal(deps.trail, msg, decision)
+            return error_reply(RequestAuthorized, msg.tenant_id, msg.request_id, decision.error)
+        return reply_ok(
+            RequestAuthorized,
+            msg,
+            reservation_id=decision.reservation_id,
+            reserved_nanousd=decision.amount_nanousd,
+        )
+
+    @rpc(router, SERVICE, "settle", SettleUsage, UsageSettled, deps.trail)
+    async def settle(msg: SettleUsage) -> UsageSettled:
+        try:
+            outcome = await deps.meter.settle(msg)
+        except Busy:
+            return error_reply(UsageSettled, msg.tenant_id, msg.request_id, _BUSY)
+        except UnknownReservation as exc:
+            return await _not_found(deps.trail, msg, str(exc))
+        if outcome.kind is SettleKind.UNKNOWN:
+            # Never issued here, or settled/expired so long ago it was forgotten.
+            # Charging could bill a repeat twice, so nothing is charged; ops see it.
+            return await _not_found(
+                deps.trail,
+                msg,
+                "reservation is neither in flight nor recently settled; nothing was charged",
+            )
+        if not outcome.priced:
+            await _audit_settle_error(
+                deps.trail,
+                msg,
+                f"model {msg.model!r} has no price in table {deps.meter.prices.version}; "
+                "charged the reserved worst case",
+            )
+        if outcome.cost_nanousd:
+            # Repeats publish again with the same event_id: if the first publish was
+            # lost the repeat heals it, otherwise JetStream de-duplicates it.
+            await publish_event(deps.broker, _cost_event(msg, outcome, deps), _cost_subject(msg))
+        for threshold in outcome.crossed:
+            await _audit_budget_alert(deps.trail, msg, outcome, threshold)
+        return reply_ok(UsageSettled, msg, cost_nanousd=outcome.cost_nanousd)
+
+    return router
+
+
+async def _not_found(trail: AuditTrail, msg: SettleUsage, message: str) -> UsageSettled:
+    log.warning("metering.settle_not_found", reservation_id=msg.reservation_id)
+    await _audit_settle_error(trail, msg, message)
+    info = ErrorInfo(code=ErrorCode.NOT_FOUND, message=message)
+    return error_reply(UsageSettled, msg.tenant_id, msg.request_id, info)
+
+
+def _cost_subject(msg: SettleUsage) -> str:
+    return subjects.cost_event(msg.tenant_id)
+
+
+def _cost_event(msg: SettleUsage, outcome: Settled, deps: Deps) -> CostRecorded:
+    version = deps.meter.prices.version
+    return CostRecorded(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        # One cost event per reservation, whatever number of times it is settled.
+        event_id=f"cost-{msg.reservation_id}",
+        model=msg.model,
+        usage=msg.usage,
+        cost_nanousd=outcome.cost_nanousd,
+        price_version=version if outcome.priced else f"{version}+unpriced-hold",
+    )
+
+
+async def _audit_refusal(trail: AuditTrail, msg: AuthorizeRequest, refused: Refused) -> None:
+    await trail.record(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        event_type=AuditEventType.API_CALL,
+        action="metering.authorize",
+        status=AuditStatus.FAILURE,
+        resource_type="model",
+        resource_id=msg.model,
+        error=refused.error.message,
+        details={
+            "code": refused.error.code.value,
+            "reason": refused.reason,
+            "retry_after_s": refused.retry_after_s,
+            "estimated_input_tokens": msg.estimated_input_tokens,
+            "max_tokens": msg.max_tokens,
+        },
+    )
+
+
+async def _audit_settle_error(trail: AuditTrail, msg: SettleUsage, error: str) -> None:
+    await trail.record(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        event_type=AuditEventType.ERROR,
+        action="metering.settle",
+        status=AuditStatus.FAILURE,
+        resource_type="reservation",
+        resource_id=msg.reservation_id,
+        error=error,
+        details={"model": msg.model, "tokens": msg.usage.total},
+    )
+
+
+async def _audit_budget_alert(
+    trail: AuditTrail, msg: SettleUsage, outcome: Settled, threshold: int
+) -> None:
+    month = month_of_reservation(msg.reservation_id) or ""
+    await trail.record(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        event_type=AuditEventType.BUDGET_ALERT,
+        action="budget.threshold_crossed",
+        resource_type="budget",
+        resource_id=month,
+        details={
+            "month": month,
+            "threshold_pct": threshold,
+            "spent_nanousd": outcome.spent_nanousd,
+            "budget_nanousd": outcome.budget_nanousd,
+        },
+    )
