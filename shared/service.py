@@ -17,6 +17,7 @@ from shared.bus import ensure_topology
 from shared.logging import bound, configure_logging, get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import Envelope, ErrorCode, ErrorInfo, Reply, new_id
+from shared.natscompat import patch_pull_fetch_timeouts
 from shared.settings import TenantrySettings
 from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
 
@@ -38,6 +39,7 @@ class Service:
     on_stop: list[Hook] = field(default_factory=list)
 
     async def start(self) -> None:
+        patch_pull_fetch_timeouts()  # without it, pulled messages can arrive 30 s late
         self._add_health()
         await self.broker.connect()
         await ensure_topology(self.broker.connection.jetstream())

@@ -22,7 +22,13 @@ class Environment(StrEnum):
 class TenantrySettings(BaseSettings):
     """Shared by every service. Environment variables are prefixed TENANTRY_."""
 
-    model_config = SettingsConfigDict(env_prefix="TENANTRY_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TENANTRY_",
+        extra="ignore",
+        frozen=True,
+        # Validation errors must not echo input: a URL or key may hold a secret.
+        hide_input_in_errors=True,
+    )
 
     environment: Environment = Field(default=Environment.DEVELOPMENT)
     nats_url: str = Field(default="nats://127.0.0.1:4222", description="NATS server URL(s).")

@@ -1,0 +1,1 @@
+"""audit: the single ClickHouse writer (audit and cost events from JetStream) and its reader."""

@@ -1,0 +1,77 @@
+"""Turning a fetched batch of JetStream messages into rows, one message at a time.
+
+Each message is parsed on its own so one malformed event cannot poison its batch:
+good ones become rows, bad ones are returned with a reason for the dead-letter path.
+No broker or ClickHouse here, so it is testable with plain objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
+
+from pydantic import ValidationError
+
+from services.audit.rows import Row
+from shared import subjects
+from shared.messages.base import Envelope
+from shared.service import summarise_validation
+
+E = TypeVar("E", bound=Envelope)
+M = TypeVar("M", bound="RawEvent")
+
+# evt.<tid>.<kind>: the tenant token is the second one.
+EVENT_TENANT_POSITION = 1
+
+
+class RawEvent(Protocol):
+    """What ingest needs of a message (nats.aio.msg.Msg has both)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Rejected(Generic[M]):
+    message: M
+    reason: str
+
+
+@dataclass
+class ParsedBatch(Generic[M]):
+    rows: list[Row] = field(default_factory=list)
+    rejected: list[Rejected[M]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def parse_batch(
+    messages: Sequence[M], event_type: type[E], to_row: Callable[[E], Row]
+) -> ParsedBatch[M]:
+    parsed: ParsedBatch[M] = ParsedBatch()
+    seen: set[str] = set()
+    for message in messages:
+        try:
+            event = event_type.model_validate_json(message.data)
+        except ValidationError as exc:
+            # summarise_validation names fields and reasons only; it never echoes input.
+            reason = f"malformed {event_type.__name__}: {summarise_validation(exc)}"
+            parsed.rejected.append(Rejected(message, reason))
+            continue
+        subject_tenant = subjects.tenant_from_subject(message.subject, EVENT_TENANT_POSITION)
+        if event.tenant_id != subject_tenant:
+            # Subject permissions key on the subject's tenant token; a body claiming
+            # another tenant must not be attributed to either.
+            parsed.rejected.append(Rejected(message, "tenant_id does not match the subject"))
+            continue
+        if event.event_id in seen:
+            # JetStream de-duplicates on Nats-Msg-Id; this only catches publishers that
+            # did not set it and repeated an event inside one batch.
+            parsed.duplicates += 1
+            continue
+        seen.add(event.event_id)
+        parsed.rows.append(to_row(event))
+    return parsed

@@ -1,0 +1,165 @@
+"""The read side: fixed SQL texts, their bind parameters, and result -> reply mapping.
+
+Every query is a constant string with `{name:Type}` placeholders that ClickHouse binds
+server-side; nothing a caller sends is ever spliced into SQL. Optional filters are
+written into the constant text as "match anything" defaults (empty event type, the
+widest time range) instead of being assembled per request.
+
+Reads de-duplicate by event_id (`LIMIT 1 BY event_id`, `uniqExact(event_id)`):
+delivery is at-least-once, so a batch redelivered after its insert succeeded but its
+ack was lost may store an event twice; answers still count it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from services.audit.rows import as_utc
+from shared.messages.audit import AuditRow, ModelUsage, QueryAudit, QueryUsage
+
+# The DateTime64 range is [1900, 2299]; these bounds stand for "no bound".
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+AUDIT_PAGE_SQL = """
+SELECT event_id, request_id, occurred_at, event_type, service, action,
+       resource_type, resource_id, status, error, actor, details
+FROM tenantry.audit_events
+WHERE tenant_id = {tenant_id:String}
+  AND occurred_at >= {since:DateTime64(3, 'UTC')}
+  AND occurred_at < {until:DateTime64(3, 'UTC')}
+  AND ({event_type:String} = '' OR event_type = {event_type:String})
+ORDER BY occurred_at DESC, event_id DESC
+LIMIT 1 BY event_id
+LIMIT {limit:UInt32}
+"""
+
+# The same WHERE as AUDIT_PAGE_SQL (kept literal, not shared by string joining).
+AUDIT_TOTAL_SQL = """
+SELECT uniqExact(event_id)
+FROM tenantry.audit_events
+WHERE tenant_id = {tenant_id:String}
+  AND occurred_at >= {since:DateTime64(3, 'UTC')}
+  AND occurred_at < {until:DateTime64(3, 'UTC')}
+  AND ({event_type:String} = '' OR event_type = {event_type:String})
+"""
+
+USAGE_SQL = """
+SELECT model, count() AS requests, sum(input_tokens), sum(output_tokens), sum(cost_nanousd)
+FROM (
+    SELECT event_id, model, input_tokens, output_tokens, cost_nanousd
+    FROM tenantry.cost_events
+    WHERE tenant_id = {tenant_id:String}
+      AND occurred_at >= {start:DateTime64(3, 'UTC')}
+      AND occurred_at < {end:DateTime64(3, 'UTC')}
+    LIMIT 1 BY event_id
+)
+GROUP BY model
+ORDER BY model
+"""
+
+AUDIT_COUNT_SQL = """
+SELECT uniqExact(event_id) FROM tenantry.audit_events WHERE tenant_id = {tenant_id:String}
+"""
+
+
+def audit_params(query: QueryAudit) -> dict[str, Any]:
+    """Bind parameters for AUDIT_PAGE_SQL / AUDIT_TOTAL_SQL (the latter ignores `limit`)."""
+    return {
+        "tenant_id": query.tenant_id,
+        "since": as_utc(query.since) if query.since else EARLIEST,
+        "until": as_utc(query.until) if query.until else LATEST,
+        "event_type": query.event_type.value if query.event_type else "",
+        "limit": query.limit,
+    }
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """'2025-03' -> [2025-03-01, 2025-04-01) in UTC."""
+    year, mon = (int(part) for part in month.split("-"))
+    if not 1 <= mon <= 12:
+        raise ValueError(f"no month {mon} in a year")
+    start = datetime(year, mon, 1, tzinfo=UTC)
+    end = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
+    return start, end
+
+
+def current_month(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m")
+
+
+def usage_params(query: QueryUsage, month: str) -> dict[str, Any]:
+    start, end = month_bounds(month)
+    return {"tenant_id": query.tenant_id, "start": start, "end": end}
+
+
+def to_audit_row(values: Sequence[Any]) -> AuditRow:
+    (event_id, request_id, occurred_at, event_type, service, action) = values[:6]
+    (resource_type, resource_id, status, error, actor, details) = values[6:12]
+    return AuditRow(
+        event_id=event_id,
+        request_id=request_id,
+        # chDB may hand DateTime64('UTC') back naive; it is UTC either way.
+        occurred_at=as_utc(occurred_at),
+        event_type=event_type,
+        service=service,
+        action=action,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        status=status,
+        error=error,
+        actor=actor,
+        details=details,
+    )
+
+
+def to_model_usage(values: Sequence[Any]) -> ModelUsage:
+    model, requests, input_tokens, output_tokens, cost = values
+    return ModelUsage(
+        model=model,
+        requests=int(requests),
+        input_tokens=int(input_tokens),
+        output_tokens=int(output_tokens),
+        cost_nanousd=int(cost),
+    )
+
+
+def fit_rows(rows: list[AuditRow], budget_bytes: int) -> list[AuditRow]:
+    """The newest rows whose JSON fits in one NATS reply (max_payload minus headroom).
+
+    A 10,000-row page can exceed NATS's 1 MB default payload, and an oversized reply
+    is never delivered, so the caller would only see a timeout. The reply's `total`
+    still counts every match, so a short page is visible as such.
+    """
+    used = 0
+    for index, row in enumerate(rows):
+        used += len(row.model_dump_json()) + 1
+        if used > budget_bytes:
+            return rows[:index]
+    return rows
+
+
+class Reader(Protocol):
+    async def select(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]: ...
+
+
+async def audit_page(
+    store: Reader, query: QueryAudit, budget_bytes: int
+) -> tuple[list[AuditRow], int]:
+    """The tenant's matching rows, newest first, and how many match in all."""
+    params = audit_params(query)
+    rows = [to_audit_row(r) for r in await store.select(AUDIT_PAGE_SQL, params)]
+    total_rows = await store.select(AUDIT_TOTAL_SQL, params)
+    total = int(total_rows[0][0]) if total_rows else 0
+    return fit_rows(rows, budget_bytes), max(total, len(rows))
+
+
+async def usage(store: Reader, query: QueryUsage, month: str) -> tuple[list[ModelUsage], int]:
+    """The month's cost by model, and the tenant's all-time audit row count."""
+    by_model = [
+        to_model_usage(r) for r in await store.select(USAGE_SQL, usage_params(query, month))
+    ]
+    counted = await store.select(AUDIT_COUNT_SQL, {"tenant_id": query.tenant_id})
+    return by_model, int(counted[0][0]) if counted else 0

@@ -1,0 +1,103 @@
+"""Event -> ClickHouse row mapping for audit_events and cost_events. No I/O here.
+
+Column tuples are listed once and used for both the insert and the row order, so a
+schema change touches one list (plus deploy/clickhouse/). Nullable message fields
+become empty strings: the tables have no Nullable columns (cheaper, simpler SQL).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.messages.audit import AuditRecorded
+from shared.messages.metering import CostRecorded
+
+DATABASE = "tenantry"
+AUDIT_TABLE = "audit_events"
+COST_TABLE = "cost_events"
+
+AUDIT_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "request_id",
+    "tenant_id",
+    "occurred_at",
+    "event_type",
+    "service",
+    "action",
+    "resource_type",
+    "resource_id",
+    "status",
+    "error",
+    "actor",
+    "client_ip",
+    "user_agent",
+    "details",
+    "schema_version",
+)
+
+COST_COLUMNS: tuple[str, ...] = (
+    "event_id",
+    "request_id",
+    "tenant_id",
+    "occurred_at",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_input_tokens",
+    "cache_creation_input_tokens",
+    "cost_nanousd",
+    "price_version",
+    "schema_version",
+)
+
+Row = tuple[Any, ...]
+
+
+def as_utc(value: datetime) -> datetime:
+    """Messages should carry aware UTC times; a naive one is taken to be UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def details_json(details: dict[str, Any]) -> str:
+    # Sorted keys: the same details always store as the same text (diffable, groupable).
+    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def audit_row(event: AuditRecorded) -> Row:
+    return (
+        event.event_id,
+        event.request_id,
+        event.tenant_id,
+        as_utc(event.occurred_at),
+        event.event_type.value,
+        event.service,
+        event.action,
+        event.resource_type,
+        event.resource_id,
+        event.status.value,
+        event.error or "",
+        event.actor,
+        event.client_ip or "",
+        event.user_agent or "",
+        details_json(event.details),
+        event.schema_version,
+    )
+
+
+def cost_row(event: CostRecorded) -> Row:
+    return (
+        event.event_id,
+        event.request_id,
+        event.tenant_id,
+        as_utc(event.occurred_at),
+        event.model,
+        event.usage.input_tokens,
+        event.usage.output_tokens,
+        event.usage.cache_read_input_tokens,
+        event.usage.cache_creation_input_tokens,
+        event.cost_nanousd,
+        event.price_version,
+        event.schema_version,
+    )

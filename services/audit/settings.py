@@ -1,0 +1,76 @@
+"""audit's settings: where ClickHouse is, how long rows are kept, how inserts are batched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import PLACEHOLDER_SECRETS, Environment, TenantrySettings
+
+# deploy/clickhouse/ beside services/ in the repo (and in the image, which copies both).
+DEFAULT_SCHEMA_DIR = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse"
+
+
+class AuditSettings(TenantrySettings):
+    # pydantic puts the raw input in validation errors; the DSN may hold a password.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
+    clickhouse_dsn: SecretStr | None = Field(
+        default=None,
+        description=(
+            "chdb:///abs/path (embedded chDB) or http(s)://user:pass@host:8123 (a server). "
+            "Unset: embedded chDB in <data_dir>/clickhouse. A secret: it may hold a password."
+        ),
+    )
+    audit_retention_days: int = Field(default=365, ge=1, le=36_500, description="audit TTL.")
+    cost_retention_days: int = Field(default=365, ge=1, le=36_500, description="cost TTL.")
+    batch_size: int = Field(default=500, ge=1, le=10_000, description="Events per insert.")
+    batch_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        le=5,
+        description="Longest wait to fill a batch; bounds how soon a write is readable.",
+    )
+    schema_dir: Path = Field(default=DEFAULT_SCHEMA_DIR, description="Numbered *.sql files.")
+
+    def dsn(self) -> str:
+        if self.clickhouse_dsn is not None:
+            return self.clickhouse_dsn.get_secret_value()
+        # chDB compares engine paths literally, so always hand it an absolute one.
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @model_validator(mode="after")
+    def _check_dsn(self) -> AuditSettings:
+        parts = urlsplit(self.dsn())
+        if parts.scheme == "chdb":
+            # chdb://x/y would mean engine location "x", database "y": refuse the ambiguity.
+            if parts.netloc or not parts.path.startswith("/"):
+                raise ValueError("TENANTRY_CLICKHOUSE_DSN: use chdb:///absolute/path for chDB")
+        elif parts.scheme in ("http", "https"):
+            try:
+                parts.port  # noqa: B018  (parsing it is the check)
+            except ValueError:
+                raise ValueError("TENANTRY_CLICKHOUSE_DSN: the port is not a number") from None
+            if not parts.hostname:
+                raise ValueError("TENANTRY_CLICKHOUSE_DSN: an http(s) DSN needs a host")
+            if (
+                self.environment is Environment.PRODUCTION
+                and (parts.password or "") in PLACEHOLDER_SECRETS
+            ):
+                raise ValueError("TENANTRY_CLICKHOUSE_DSN holds a placeholder password; set one")
+        else:
+            raise ValueError("TENANTRY_CLICKHOUSE_DSN must start with chdb://, http:// or https://")
+        return self
+
+
+def redacted_dsn(dsn: str) -> str:
+    """The DSN as it may appear in a log line: the password (and any query) removed."""
+    parts = urlsplit(dsn)
+    if parts.scheme == "chdb":
+        return f"chdb://{parts.path}"
+    user = f"{parts.username}:***@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{parts.hostname}{port}{parts.path}"
