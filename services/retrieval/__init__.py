@@ -1,0 +1,1 @@
+"""retrieval: per-tenant Qdrant collections; chunk, embed, upsert, search and delete documents."""

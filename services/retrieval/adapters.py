@@ -1,0 +1,256 @@
+"""The vector store: one small interface, backed by Qdrant (server, or local mode in a folder).
+
+Each tenant has its own collection, named from the validated tenant id, so a search
+can only ever scan that tenant's points; every query also filters on the stored
+tenant_id as a second line of defence.
+
+qdrant-client's local mode is synchronous pure Python (its async client only wraps the
+same blocking code), keeps a SQLite connection that must stay on the thread that opened
+it, and is not thread-safe. So every call runs on one dedicated worker thread: the event
+loop never blocks, and calls are serialised. A server needs no such care, so it gets a
+few threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from qdrant_client import QdrantClient
+from qdrant_client import models as qm
+from qdrant_client.http.exceptions import UnexpectedResponse
+
+from shared.logging import get_logger
+from shared.tenancy import validate_tenant_id
+
+T = TypeVar("T")
+log = get_logger("tenantry.retrieval.store")
+
+UPSERT_BATCH = 256
+
+
+def collection_name(tenant_id: str) -> str:
+    return f"tenant_{validate_tenant_id(tenant_id)}"
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk as written to the store."""
+
+    chunk_id: str
+    tenant_id: str
+    document_id: str
+    chunk_index: int
+    text: str
+    vector: npt.NDArray[np.float32]
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A chunk as found by a search; tenant_id is what was stored with it."""
+
+    chunk_id: str
+    tenant_id: str
+    document_id: str
+    chunk_index: int
+    text: str
+    score: float
+
+
+class DimensionMismatch(Exception):
+    """The tenant's collection was built with a different embedding width."""
+
+
+class VectorStore(Protocol):
+    async def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
+        """Write chunks, creating the tenant's collection (cosine, `dim` wide) if needed."""
+
+    async def delete_document(self, tenant_id: str, document_id: str, from_index: int = 0) -> int:
+        """Remove the document's chunks with chunk_index >= from_index; return how many."""
+
+    async def search(
+        self, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
+    ) -> list[Hit]:
+        """Best matches from the tenant's collection; [] if it has none."""
+
+    async def drop(self, tenant_id: str) -> tuple[bool, int]:
+        """Delete the tenant's collection: (whether it existed, chunks it held)."""
+
+    async def close(self) -> None: ...
+
+
+class QdrantStore:
+    def __init__(self, factory: Callable[[], QdrantClient], *, local: bool) -> None:
+        self._factory = factory
+        self._local = local
+        self._executor = ThreadPoolExecutor(
+            max_workers=1 if local else 4, thread_name_prefix="qdrant"
+        )
+        self._client: QdrantClient | None = None
+
+    @classmethod
+    def local(cls, path: Path) -> QdrantStore:
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(lambda: QdrantClient(path=str(path)), local=True)
+
+    @classmethod
+    def server(cls, url: str, api_key: str | None = None, timeout_s: int = 10) -> QdrantStore:
+        return cls(lambda: QdrantClient(url=url, api_key=api_key, timeout=timeout_s), local=False)
+
+    async def open(self) -> None:
+        # Built on the worker thread, so local mode's SQLite connection belongs to it.
+        try:
+            self._client = await self._run(self._factory)
+        except BaseException:
+            self._executor.shutdown(wait=False)  # e.g. the folder is locked by another process
+            raise
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._run(self._client.close)
+            self._client = None
+        self._executor.shutdown(wait=True)
+
+    async def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
+        await self._call(self._upsert, collection_name(tenant_id), chunks, dim)
+
+    async def delete_document(self, tenant_id: str, document_id: str, from_index: int = 0) -> int:
+        return await self._call(
+            self._delete_document, collection_name(tenant_id), document_id, from_index
+        )
+
+    async def search(
+        self, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
+    ) -> list[Hit]:
+        return await self._call(self._search, tenant_id, vector, limit)
+
+    async def drop(self, tenant_id: str) -> tuple[bool, int]:
+        return await self._call(self._drop, collection_name(tenant_id))
+
+    # --- blocking halves, run on the worker thread -------------------------------------
+
+    def _upsert(
+        self, client: QdrantClient, name: str, chunks: Sequence[StoredChunk], dim: int
+    ) -> None:
+        self._ensure_collection(client, name, dim)
+        for start in range(0, len(chunks), UPSERT_BATCH):
+            batch = chunks[start : start + UPSERT_BATCH]
+            client.upsert(
+                name,
+                points=[
+                    qm.PointStruct(
+                        id=c.chunk_id,
+                        vector=c.vector.tolist(),
+                        payload={
+                            "tenant_id": c.tenant_id,
+                            "document_id": c.document_id,
+                            "chunk_index": c.chunk_index,
+                            "text": c.text,
+                            "metadata": c.metadata,
+                        },
+                    )
+                    for c in batch
+                ],
+                wait=True,
+            )
+
+    def _ensure_collection(self, client: QdrantClient, name: str, dim: int) -> None:
+        if client.collection_exists(name):
+            params = client.get_collection(name).config.params.vectors
+            size = params.size if isinstance(params, qm.VectorParams) else None
+            if size != dim:
+                raise DimensionMismatch(
+                    f"collection holds {size}-wide vectors, embedder makes {dim}"
+                )
+            return
+        try:
+            client.create_collection(
+                name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.COSINE)
+            )
+        except (UnexpectedResponse, ValueError):
+            # Another replica created it first (server: 409; local: ValueError). Fine if so.
+            if not client.collection_exists(name):
+                raise
+        if not self._local:
+            # Deletes filter on these; local mode scans anyway and warns about indexes.
+            for key, schema in (
+                ("document_id", qm.PayloadSchemaType.KEYWORD),
+                ("chunk_index", qm.PayloadSchemaType.INTEGER),
+                ("tenant_id", qm.PayloadSchemaType.KEYWORD),
+            ):
+                client.create_payload_index(name, key, field_schema=schema)
+
+    def _delete_document(
+        self, client: QdrantClient, name: str, document_id: str, from_index: int
+    ) -> int:
+        if not client.collection_exists(name):
+            return 0
+        conditions: list[qm.Condition] = [
+            qm.FieldCondition(key="document_id", match=qm.MatchValue(value=document_id))
+        ]
+        if from_index > 0:
+            conditions.append(qm.FieldCondition(key="chunk_index", range=qm.Range(gte=from_index)))
+        selector = qm.Filter(must=conditions)
+        count = client.count(name, count_filter=selector, exact=True).count
+        if count:
+            client.delete(name, points_selector=qm.FilterSelector(filter=selector), wait=True)
+        return count
+
+    def _search(
+        self, client: QdrantClient, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
+    ) -> list[Hit]:
+        name = collection_name(tenant_id)
+        if not client.collection_exists(name):
+            return []
+        # The collection is the tenant's own; on a server the tenant_id filter is a cheap
+        # indexed second check. Local mode evaluates filters in Python per point (8x the
+        # cost of the scan itself), so there index.search checks each hit's owner instead.
+        owner = qm.Filter(
+            must=[qm.FieldCondition(key="tenant_id", match=qm.MatchValue(value=tenant_id))]
+        )
+        response = client.query_points(
+            name,
+            query=vector,
+            query_filter=None if self._local else owner,
+            limit=limit,
+            with_payload=True,
+        )
+        return [_hit(point) for point in response.points]
+
+    def _drop(self, client: QdrantClient, name: str) -> tuple[bool, int]:
+        if not client.collection_exists(name):
+            return False, 0
+        count = client.count(name, exact=True).count
+        client.delete_collection(name)
+        return True, count
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        client = self._client
+        if client is None:
+            raise RuntimeError("QdrantStore used before open()")
+        return await self._run(functools.partial(fn, client, *args))
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+
+def _hit(point: qm.ScoredPoint) -> Hit:
+    payload: dict[str, Any] = point.payload or {}
+    return Hit(
+        chunk_id=str(point.id),
+        tenant_id=str(payload.get("tenant_id", "")),
+        document_id=str(payload.get("document_id", "")),
+        chunk_index=int(payload.get("chunk_index", 0)),
+        text=str(payload.get("text", "")),
+        score=float(point.score),
+    )

@@ -1,0 +1,70 @@
+"""retrieval's bootstrap: settings, broker, embedder, Qdrant-backed store, router."""
+
+from __future__ import annotations
+
+from services.retrieval.adapters import QdrantStore, VectorStore
+from services.retrieval.chunking import ChunkingConfig
+from services.retrieval.embedding import Embedder, HashingEmbedder
+from services.retrieval.handlers import SERVICE, Deps, build_router
+from services.retrieval.settings import RetrievalSettings
+from shared.audit import AuditTrail
+from shared.bus import make_broker
+from shared.logging import get_logger
+from shared.service import Service
+
+log = get_logger("tenantry.retrieval")
+
+
+def open_qdrant(settings: RetrievalSettings) -> QdrantStore:
+    """The store the settings describe: a server if a URL is set, else local mode."""
+    if settings.qdrant_url is not None:
+        key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        return QdrantStore.server(
+            str(settings.qdrant_url).rstrip("/"), api_key=key, timeout_s=settings.qdrant_timeout_s
+        )
+    return QdrantStore.local(settings.qdrant_location)
+
+
+def bootstrap(
+    settings: RetrievalSettings | None = None,
+    *,
+    store: VectorStore | None = None,
+    embedder: Embedder | None = None,
+) -> Service:
+    settings = settings or RetrievalSettings()
+    broker = make_broker(settings, SERVICE)
+    deps = Deps(
+        store=store,  # type: ignore[arg-type]  # opened in on_start when not given
+        embedder=embedder or HashingEmbedder(settings.embed_dim),
+        chunking=ChunkingConfig(
+            max_chars=settings.chunk_max_chars,
+            target_chars=settings.chunk_target_chars,
+            overlap_chars=settings.chunk_overlap_chars,
+        ),
+        trail=AuditTrail(broker, SERVICE),
+    )
+    service = Service(SERVICE, settings, broker)
+    owned: list[QdrantStore] = []
+
+    async def open_store() -> None:
+        if deps.store is None:
+            qdrant = open_qdrant(settings)
+            await qdrant.open()
+            owned.append(qdrant)
+            deps.store = qdrant
+            log.info(
+                "retrieval.store_opened",
+                mode="server" if settings.qdrant_url else "local",
+                embedder=deps.embedder.name,
+            )
+
+    async def close_store() -> None:
+        # Only close what we opened; a store passed in belongs to the caller. Closing
+        # releases local mode's folder lock for the next process.
+        while owned:
+            await owned.pop().close()
+
+    service.on_start.append(open_store)
+    service.on_stop.append(close_store)
+    broker.include_router(build_router(deps))
+    return service

@@ -1,0 +1,156 @@
+"""retrieval's subscribers: thin wrappers over the index functions, each leaving an audit event.
+
+Audit details hold counts and ids only, never document text or query text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faststream.nats import NatsRouter
+
+from services.retrieval import index
+from services.retrieval.adapters import DimensionMismatch, VectorStore, collection_name
+from services.retrieval.chunking import ChunkingConfig
+from services.retrieval.embedding import Embedder
+from shared.audit import AuditTrail
+from shared.messages.audit import AuditEventType, AuditStatus, DetailValue
+from shared.messages.base import ErrorCode, ErrorInfo
+from shared.messages.retrieval import (
+    Chunk,
+    ChunksFound,
+    CollectionDeleted,
+    DeleteCollection,
+    DeleteDocument,
+    DocumentDeleted,
+    DocumentsIngested,
+    IngestDocuments,
+    SearchChunks,
+)
+from shared.service import error_reply, reply_ok, rpc
+
+SERVICE = "retrieval"
+
+
+@dataclass
+class Deps:
+    store: VectorStore
+    embedder: Embedder
+    chunking: ChunkingConfig
+    trail: AuditTrail
+
+
+def build_router(deps: Deps) -> NatsRouter:
+    router = NatsRouter()
+
+    @rpc(router, SERVICE, "ingest", IngestDocuments, DocumentsIngested, deps.trail)
+    async def ingest(msg: IngestDocuments) -> DocumentsIngested:
+        ids = [doc.document_id for doc in msg.documents]
+        try:
+            done = await index.ingest(
+                deps.store, deps.embedder, deps.chunking, msg.tenant_id, msg.documents
+            )
+        except (index.InvalidDocuments, DimensionMismatch) as exc:
+            await _record_ingest(deps.trail, msg, ids, error=str(exc))
+            code = (
+                ErrorCode.MALFORMED_REQUEST
+                if isinstance(exc, index.InvalidDocuments)
+                else ErrorCode.CONFLICT
+            )
+            return error_reply(
+                DocumentsIngested,
+                msg.tenant_id,
+                msg.request_id,
+                ErrorInfo(code=code, message=str(exc)),
+            )
+        await _record_ingest(
+            deps.trail,
+            msg,
+            ids,
+            details={
+                "documents": done.documents,
+                "chunks": done.chunks,
+                "stale_chunks_removed": done.stale_chunks_removed,
+                "embedder": deps.embedder.name,
+            },
+        )
+        return reply_ok(DocumentsIngested, msg, documents=done.documents, chunks=done.chunks)
+
+    @rpc(router, SERVICE, "search", SearchChunks, ChunksFound, deps.trail)
+    async def search(msg: SearchChunks) -> ChunksFound:
+        hits = await index.search(deps.store, deps.embedder, msg.tenant_id, msg.query, msg.top_k)
+        await deps.trail.record(
+            tenant_id=msg.tenant_id,
+            request_id=msg.request_id,
+            event_type=AuditEventType.DATA_ACCESS,
+            action="chunks.search",
+            resource_type="collection",
+            resource_id=collection_name(msg.tenant_id),
+            details={
+                "top_k": msg.top_k,
+                "results": len(hits),
+                "documents": len({hit.document_id for hit in hits}),
+            },
+        )
+        chunks = [
+            Chunk(
+                tenant_id=hit.tenant_id,
+                document_id=hit.document_id,
+                chunk_id=hit.chunk_id,
+                text=hit.text,
+                score=hit.score,
+            )
+            for hit in hits
+        ]
+        return reply_ok(ChunksFound, msg, chunks=chunks)
+
+    @rpc(router, SERVICE, "delete_document", DeleteDocument, DocumentDeleted, deps.trail)
+    async def delete_document(msg: DeleteDocument) -> DocumentDeleted:
+        removed = await index.delete_document(deps.store, msg.tenant_id, msg.document_id)
+        await deps.trail.record(
+            tenant_id=msg.tenant_id,
+            request_id=msg.request_id,
+            event_type=AuditEventType.DELETION,
+            action="document.delete",
+            resource_type="document",
+            resource_id=msg.document_id,
+            details={"chunks_deleted": removed},
+        )
+        return reply_ok(DocumentDeleted, msg, chunks_deleted=removed)
+
+    @rpc(router, SERVICE, "delete_collection", DeleteCollection, CollectionDeleted, deps.trail)
+    async def delete_collection(msg: DeleteCollection) -> CollectionDeleted:
+        existed, removed = await index.delete_collection(deps.store, msg.tenant_id)
+        await deps.trail.record(
+            tenant_id=msg.tenant_id,
+            request_id=msg.request_id,
+            event_type=AuditEventType.DELETION,
+            action="collection.delete",
+            resource_type="collection",
+            resource_id=collection_name(msg.tenant_id),
+            details={"existed": existed, "chunks_deleted": removed},
+        )
+        return reply_ok(CollectionDeleted, msg, existed=existed, chunks_deleted=removed)
+
+    return router
+
+
+async def _record_ingest(
+    trail: AuditTrail,
+    msg: IngestDocuments,
+    ids: list[str],
+    *,
+    error: str | None = None,
+    details: dict[str, DetailValue] | None = None,
+) -> None:
+    await trail.record(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        event_type=AuditEventType.DATA_ACCESS,
+        action="documents.ingest",
+        status=AuditStatus.FAILURE if error else AuditStatus.SUCCESS,
+        error=error,
+        resource_type="document",
+        resource_id=ids[0] if len(ids) == 1 else "",
+        details={**(details or {}), "document_ids": ",".join(ids)[:500]},
+    )

@@ -1,0 +1,110 @@
+"""Retrieval logic: ingest, search and delete within one tenant's collection. No broker here."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from services.retrieval.adapters import Hit, StoredChunk, VectorStore
+from services.retrieval.chunking import ChunkingConfig, chunk_text
+from services.retrieval.embedding import Embedder
+from shared.logging import get_logger
+from shared.messages.retrieval import Document
+
+log = get_logger("tenantry.retrieval.index")
+
+# Chunk ids are uuid5 of tenant/document/index: re-ingesting a document overwrites its
+# chunks in place, and every replica computes the same id for the same chunk.
+CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "tenantry:retrieval:chunk")
+
+# Ingest embeds in a worker thread once there is enough text for it to matter.
+_INLINE_EMBED_CHARS = 20_000
+
+
+class InvalidDocuments(ValueError):
+    """A request the store must not act on; the message is safe to show the client."""
+
+
+@dataclass(frozen=True)
+class Ingested:
+    documents: int
+    chunks: int
+    stale_chunks_removed: int
+
+
+def chunk_id(tenant_id: str, document_id: str, index: int) -> str:
+    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{tenant_id}/{document_id}/{index}"))
+
+
+async def ingest(
+    store: VectorStore,
+    embedder: Embedder,
+    chunking: ChunkingConfig,
+    tenant_id: str,
+    documents: Sequence[Document],
+) -> Ingested:
+    """(Re)index documents. New chunks are written before stale ones are removed, so a
+    re-ingested document is never briefly missing from search."""
+    seen: set[str] = set()
+    per_document: list[tuple[Document, list[str]]] = []
+    for doc in documents:
+        if doc.document_id in seen:
+            raise InvalidDocuments(f"document_id {doc.document_id!r} appears more than once")
+        seen.add(doc.document_id)
+        pieces = chunk_text(doc.text, chunking)
+        if not pieces:
+            raise InvalidDocuments(f"document {doc.document_id!r} has no text to index")
+        per_document.append((doc, pieces))
+
+    texts = [piece for _, pieces in per_document for piece in pieces]
+    if sum(map(len, texts)) > _INLINE_EMBED_CHARS:
+        vectors = await asyncio.to_thread(embedder.embed, texts)
+    else:
+        vectors = embedder.embed(texts)
+
+    chunks: list[StoredChunk] = []
+    for doc, pieces in per_document:
+        for index, piece in enumerate(pieces):
+            chunks.append(
+                StoredChunk(
+                    chunk_id=chunk_id(tenant_id, doc.document_id, index),
+                    tenant_id=tenant_id,
+                    document_id=doc.document_id,
+                    chunk_index=index,
+                    text=piece,
+                    vector=vectors[len(chunks)],
+                    metadata=dict(doc.metadata),
+                )
+            )
+    await store.upsert(tenant_id, chunks, embedder.dim)
+
+    stale = 0
+    for doc, pieces in per_document:
+        # Ids 0..n-1 were just overwritten; anything from n on is left from a longer version.
+        stale += await store.delete_document(tenant_id, doc.document_id, from_index=len(pieces))
+    return Ingested(documents=len(per_document), chunks=len(chunks), stale_chunks_removed=stale)
+
+
+async def search(
+    store: VectorStore, embedder: Embedder, tenant_id: str, query: str, top_k: int
+) -> list[Hit]:
+    vector = embedder.embed([query])[0]
+    if not vector.any():
+        return []  # only stop words or punctuation: nothing to match on
+    hits = await store.search(tenant_id, vector, top_k)
+    own = [hit for hit in hits if hit.tenant_id == tenant_id]
+    if len(own) != len(hits):
+        # Cannot happen with per-tenant collections; if it ever does, the foreign chunks
+        # are dropped here (the last check before text leaves the service) and logged.
+        log.error("retrieval.foreign_chunks_dropped", dropped=len(hits) - len(own))
+    return own
+
+
+async def delete_document(store: VectorStore, tenant_id: str, document_id: str) -> int:
+    return await store.delete_document(tenant_id, document_id)
+
+
+async def delete_collection(store: VectorStore, tenant_id: str) -> tuple[bool, int]:
+    return await store.drop(tenant_id)

@@ -1,0 +1,45 @@
+"""retrieval's settings: where Qdrant lives, the embedding width and the chunk sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, HttpUrl, SecretStr, model_validator
+
+from shared.settings import TenantrySettings
+
+
+class RetrievalSettings(TenantrySettings):
+    """Qdrant is a server when TENANTRY_QDRANT_URL is set, else local mode in a folder."""
+
+    qdrant_url: HttpUrl | None = Field(
+        default=None, description="Qdrant server URL; unset means local mode (a folder)."
+    )
+    qdrant_api_key: SecretStr | None = Field(default=None, description="Qdrant server API key.")
+    qdrant_path: Path | None = Field(
+        default=None, description="Local-mode folder; defaults to <data_dir>/qdrant."
+    )
+    qdrant_timeout_s: int = Field(default=10, ge=1, le=300, description="Server call timeout.")
+    embed_dim: int = Field(default=1024, ge=64, le=8192, description="Embedding width.")
+    chunk_max_chars: int = Field(default=800, ge=100, le=20_000, description="Chunk size cap.")
+    chunk_target_chars: int = Field(
+        default=500, ge=50, description="Size after which a chunk ends at the next paragraph."
+    )
+    chunk_overlap_chars: int = Field(
+        default=120, ge=0, description="Text repeated from the end of the previous chunk."
+    )
+
+    @model_validator(mode="after")
+    def _chunk_sizes(self) -> RetrievalSettings:
+        if not self.chunk_overlap_chars < self.chunk_target_chars <= self.chunk_max_chars:
+            raise ValueError(
+                "chunk sizes must satisfy overlap < target <= max "
+                "(TENANTRY_CHUNK_OVERLAP_CHARS, _TARGET_CHARS, _MAX_CHARS)"
+            )
+        if self.qdrant_url is not None and self.qdrant_path is not None:
+            raise ValueError("set TENANTRY_QDRANT_URL or TENANTRY_QDRANT_PATH, not both")
+        return self
+
+    @property
+    def qdrant_location(self) -> Path:
+        return self.qdrant_path or self.data_dir / "qdrant"

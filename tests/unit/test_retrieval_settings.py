@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.retrieval.app import open_qdrant
+from services.retrieval.settings import RetrievalSettings
+
+pytestmark = pytest.mark.unit
+
+
+def test_local_mode_by_default_under_data_dir(tmp_path: Path) -> None:
+    settings = RetrievalSettings(data_dir=tmp_path)
+    assert settings.qdrant_url is None
+    assert settings.qdrant_location == tmp_path / "qdrant"
+    assert RetrievalSettings(qdrant_path=tmp_path / "q").qdrant_location == tmp_path / "q"
+
+
+def test_server_mode_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TENANTRY_QDRANT_URL", "http://qdrant:6333")
+    monkeypatch.setenv("TENANTRY_QDRANT_API_KEY", "s3cr3t-key")
+    settings = RetrievalSettings()
+    assert str(settings.qdrant_url) == "http://qdrant:6333/"
+    assert settings.qdrant_api_key is not None
+    assert "s3cr3t" not in repr(settings)
+    # Building the store opens no connection; that waits for the service's start hook.
+    open_qdrant(settings)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"chunk_max_chars": 400, "chunk_target_chars": 500},
+        {"chunk_overlap_chars": 500},
+        {"qdrant_url": "ftp://qdrant"},
+        {"qdrant_url": "http://qdrant:6333", "qdrant_path": "/tmp/q"},
+        {"embed_dim": 8},
+    ],
+)
+def test_bad_settings_fail_fast(overrides: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        RetrievalSettings.model_validate(overrides)
+
+
+def test_placeholder_api_key_refused_in_production() -> None:
+    with pytest.raises(ValidationError, match="placeholder"):
+        RetrievalSettings(
+            environment="production", qdrant_url="http://qdrant:6333", qdrant_api_key="changeme"
+        )
