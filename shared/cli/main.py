@@ -74,20 +74,20 @@ def _platform(nats_url: str, data_dir: Path, keep_serving: bool) -> None:
     )
     try:
         results = asyncio.run(run_demo(nats_url))
-        table = Table(title="Demo: one request per tenant")
-        for col in ("tenant", "question", "answer", "model", "seconds", "cost", "audit rows"):
-            table.add_column(col, overflow="fold")
         for r in results:
-            table.add_row(
-                r.tenant.tenant_id,
-                r.tenant.question,
-                r.completion.text[:300],
-                r.completion.model,
-                f"{r.seconds:.3f}",
-                format_usd(r.usage.cost_nanousd),
-                str(r.usage.audit_events),
+            done = r.completion
+            console.rule(f"[bold]{r.tenant.tenant_id}[/bold] ({r.tenant.name})")
+            console.print(f"[bold]Q:[/bold] {r.tenant.question}")
+            console.print(f"[bold]A:[/bold] {done.text}")
+            console.print(
+                f"[dim]model {done.model} · {r.seconds * 1000:.0f} ms end to end · tokens "
+                f"in/out {done.usage.input_tokens}/{done.usage.output_tokens} · sources "
+                f"{', '.join(sorted({c.document_id for c in done.citations}))}[/dim]"
             )
-        console.print(table)
+            console.print(
+                f"cost this month {format_usd(r.usage.cost_nanousd)} over {r.usage.requests} "
+                f"request(s) · audit rows {r.usage.audit_events}"
+            )
         if keep_serving:
             console.print(f"serving on {nats_url}; Ctrl-C to stop")
             _wait_for_signal(platform)
