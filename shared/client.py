@@ -64,7 +64,7 @@ class TenantClient:
         return self._nc
 
     def request(self, question: str, **fields: object) -> CreateCompletion:
-        return CreateCompletion(tenant_id=self.tenant_id, question=question, **fields)  # type: ignore[arg-type]
+        return CreateCompletion(tenant_id=self.tenant_id, question=question, **fields)
 
     async def ask(
         self,

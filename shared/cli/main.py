@@ -19,6 +19,7 @@ from shared.messages.audit import AuditEventType
 from shared.messages.retrieval import Document
 from shared.messages.tenants import Tier
 from shared.money import format_usd
+from shared.ops import OpsClient
 
 app = typer.Typer(help="Tenantry: multi-tenant AI platform operations.", no_args_is_help=True)
 tenants = typer.Typer(help="Create, show and delete tenants.", no_args_is_help=True)
@@ -32,11 +33,18 @@ TenantOpt = Annotated[str, typer.Option("--tenant", "-t", help="Tenant id.")]
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
 
-def _ops_kwargs() -> dict[str, str | None]:
-    return {
-        "user": os.environ.get("TENANTRY_NATS_USER"),
-        "password": os.environ.get("TENANTRY_NATS_PASSWORD"),
-    }
+def _credentials() -> tuple[str | None, str | None]:
+    return os.environ.get("TENANTRY_NATS_USER"), os.environ.get("TENANTRY_NATS_PASSWORD")
+
+
+def _ops(nats_url: str) -> OpsClient:
+    user, password = _credentials()
+    return OpsClient(nats_url, user=user, password=password)
+
+
+def _tenant_client(tenant: str, nats_url: str) -> TenantClient:
+    user, password = _credentials()
+    return TenantClient(tenant, nats_url, user=user, password=password)
 
 
 def _fail(message: str) -> None:
@@ -122,7 +130,6 @@ def tenants_create(
 ) -> None:
     """Register a tenant with its tier's default limits and the default prompt template."""
     from services.promptconfig.tiers import default_profile
-    from shared.ops import OpsClient
     from shared.tenancy import InvalidTenantId, validate_tenant_id
 
     tid = tenant_id or _slug(name)
@@ -132,7 +139,7 @@ def tenants_create(
         _fail(str(exc))
 
     async def go() -> None:
-        async with OpsClient(nats_url, **_ops_kwargs()) as ops:
+        async with _ops(nats_url) as ops:
             saved = await ops.save_tenant(
                 tid, default_profile(name, tier, admin_email), actor="cli"
             )
@@ -148,10 +155,9 @@ def tenants_create(
 @tenants.command("show")
 def tenants_show(tenant: TenantOpt, nats_url: NatsUrl = DEFAULT_URL) -> None:
     """Show a tenant's configuration and rendered system prompt."""
-    from shared.ops import OpsClient
 
     async def go() -> None:
-        async with OpsClient(nats_url, **_ops_kwargs()) as ops:
+        async with _ops(nats_url) as ops:
             found = await ops.get_tenant(tenant)
         if found.error or found.config is None:
             _fail(found.error.message if found.error else "not found")
@@ -172,7 +178,7 @@ def ingest(
     """Ingest files into the tenant's own collection (document id = file name)."""
 
     async def go() -> None:
-        async with TenantClient(tenant, nats_url, **_ops_kwargs()) as client:
+        async with _tenant_client(tenant, nats_url) as client:
             chunks = 0
             with Progress(console=console) as progress:
                 task = progress.add_task("ingesting", total=len(files))
@@ -202,7 +208,7 @@ def ask(
     """Ask a question as the tenant and print the completion."""
 
     async def go() -> None:
-        async with TenantClient(tenant, nats_url, **_ops_kwargs()) as client:
+        async with _tenant_client(tenant, nats_url) as client:
             done = await client.ask(question, model=model)
         if done.error:
             _fail(f"{done.error.code.value}: {done.error.message}")
@@ -223,10 +229,9 @@ def usage(
     nats_url: NatsUrl = DEFAULT_URL,
 ) -> None:
     """Show a tenant's spend for a month, by model."""
-    from shared.ops import OpsClient
 
     async def go() -> None:
-        async with OpsClient(nats_url, **_ops_kwargs()) as ops:
+        async with _ops(nats_url) as ops:
             report = await ops.usage(tenant, month)
         if report.error:
             _fail(report.error.message)
@@ -256,10 +261,9 @@ def audit_show(
     nats_url: NatsUrl = DEFAULT_URL,
 ) -> None:
     """Show a tenant's newest audit events."""
-    from shared.ops import OpsClient
 
     async def go() -> None:
-        async with OpsClient(nats_url, **_ops_kwargs()) as ops:
+        async with _ops(nats_url) as ops:
             page = await ops.audit(tenant, event_type, limit)
         if page.error:
             _fail(page.error.message)

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 
-import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
 

@@ -29,7 +29,7 @@ BAD = [
     "Acme",
     "ACME",
     "acmé",
-    "аcme",  # Cyrillic a
+    "\u0430cme",  # Cyrillic a
     "-acme",
     "acme-",
     "ac--me",
