@@ -1,0 +1,1 @@
+"""leakage: scans prompts, context and responses for other tenants' data and secrets."""

@@ -1,0 +1,4 @@
+from services.leakage.app import bootstrap
+from shared.service import run
+
+run(bootstrap())

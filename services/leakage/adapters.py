@@ -1,0 +1,118 @@
+"""The tenant registry feed: a JetStream KV watcher keeping the TenantDirectory current.
+
+promptconfig owns the tenants bucket; leakage only reads it. The watcher delivers the
+latest value of every key, then a marker, then live changes (puts, deletes, purges).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from nats.js.client import JetStreamContext
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from pydantic import ValidationError
+
+from services.leakage.directory import TenantDirectory, TenantIdentity
+from shared.bus import TENANTS_BUCKET
+from shared.logging import get_logger
+from shared.messages.tenants import TenantConfig
+
+log = get_logger("tenantry.leakage.registry")
+
+
+class UnreadableEntry(ValueError):
+    pass
+
+
+def parse_entry(entry: KeyValue.Entry) -> TenantIdentity | None:
+    """The tenant's identity, or None when it was deleted or purged."""
+    if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
+        return None
+    try:
+        config = TenantConfig.model_validate_json(entry.value)
+    except ValidationError as exc:
+        raise UnreadableEntry(entry.key) from exc
+    if config.tenant_id != entry.key:
+        # Deletes arrive by key: an identity filed under another id could never be removed.
+        raise UnreadableEntry(entry.key)
+    return TenantIdentity.from_config(config)
+
+
+class KvTenantFeed:
+    """One long-lived watcher per service; restarts itself (with a fresh full load) if
+    the watch fails, so the directory never silently goes stale."""
+
+    def __init__(
+        self, js: JetStreamContext, directory: TenantDirectory, retry_s: float = 1.0
+    ) -> None:
+        self._js = js
+        self._directory = directory
+        self._retry_s = retry_s
+        self._loaded = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: KeyValue.KeyWatcher | None = None
+
+    async def start(self, timeout: float) -> None:
+        """Start watching and wait until every existing tenant is in the directory."""
+        self._task = asyncio.create_task(self._run(), name="leakage-tenant-feed")
+        try:
+            # _run never gives up (it retries), so waiting on the event alone is enough.
+            await asyncio.wait_for(self._loaded.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise TimeoutError(f"tenant registry not loaded within {timeout:g}s") from None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._stop_watcher()
+
+    async def _stop_watcher(self) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):  # the connection may already be closed
+                await self._watcher.stop()  # type: ignore[no-untyped-call]
+            self._watcher = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except Exception:
+                log.exception("leakage.registry_watch_failed")
+            await self._stop_watcher()
+            await asyncio.sleep(self._retry_s)
+
+    async def _follow(self) -> None:
+        kv = await self._js.key_value(TENANTS_BUCKET)
+        self._watcher = await kv.watchall()
+        snapshot: dict[str, TenantIdentity] = {}
+        loading = True
+        async for entry in self._watcher:
+            if entry is None:  # end of the initial values
+                if loading:
+                    self._directory.replace_all(snapshot.values())
+                    loading = False
+                    self._loaded.set()
+                    log.info("leakage.registry_loaded", tenants=len(self._directory))
+                continue
+            try:
+                parsed = parse_entry(entry)
+            except UnreadableEntry:
+                # Keep what we knew about the tenant rather than forgetting its names.
+                log.warning("leakage.registry_unreadable", key=entry.key, revision=entry.revision)
+                continue
+            if loading:
+                if parsed is not None:
+                    snapshot[entry.key] = parsed
+                else:
+                    snapshot.pop(entry.key, None)
+            elif parsed is not None:
+                self._directory.upsert(parsed)
+                log.info("leakage.tenant_updated", key=entry.key)
+            else:
+                self._directory.remove(entry.key)
+                log.info("leakage.tenant_removed", key=entry.key)

@@ -1,0 +1,1 @@
+"""llm: model calls through the anthropic SDK, or an honest offline extractive answerer."""
