@@ -8,7 +8,6 @@ import statistics
 import time
 from collections.abc import AsyncIterator, Callable
 
-import nats.errors
 import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
@@ -32,22 +31,9 @@ from shared.messages.tenants import (
     UpsertTenant,
 )
 from shared.service import Service
+from tests.support.bus import ready
 
 pytestmark = pytest.mark.integration
-
-
-async def ready(client: NatsBroker, service: str, verb: str) -> None:
-    """Wait until `service` answers on `verb` (a malformed probe gets an error reply):
-    start() returning is not proof that the server routes requests to it yet."""
-    probe = subjects.service(service, verb, "ready-probe")
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            await client.connection.request(probe, b"{}", timeout=1)
-            return
-        except nats.errors.NoRespondersError:
-            assert time.monotonic() < deadline, f"{service} never answered"
-            await asyncio.sleep(0.05)
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -6,7 +6,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
-import nats.errors
 import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
@@ -26,23 +25,10 @@ from shared.messages.base import ErrorCode
 from shared.messages.llm import ChatMessage, InvokeModel, ModelInvoked
 from shared.messages.retrieval import Chunk
 from shared.service import Service
+from tests.support.bus import ready
 from tests.support.messages_api import MessagesApiStub, count_tokens
 
 pytestmark = pytest.mark.integration
-
-
-async def ready(client: NatsBroker, service: str, verb: str) -> None:
-    """Wait until `service` answers on `verb` (a malformed probe gets an error reply):
-    start() returning is not proof that the server routes requests to it yet."""
-    probe = subjects.service(service, verb, "ready-probe")
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            await client.connection.request(probe, b"{}", timeout=1)
-            return
-        except nats.errors.NoRespondersError:
-            assert time.monotonic() < deadline, f"{service} never answered"
-            await asyncio.sleep(0.05)
 
 
 KEY = "sk-ant-api03-integration-0123456789abcdefghij"
