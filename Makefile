@@ -11,6 +11,7 @@ help:
 	@echo "make demo   - the same scenario, exits when done"
 	@echo "make test   - unit, integration and e2e tests (real nats-server, chDB, Qdrant local)"
 	@echo "make lint   - ruff and mypy --strict"
+	@echo "make bench  - benchmarks (JSON + Markdown in bench-results/)"
 	@echo "make recall - recall@5 of the embedder on the labelled set"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,9 @@ test-e2e: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check shared services tests
 	$(BIN)/mypy shared services
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 recall: $(STAMP)
 	$(BIN)/python -m services.retrieval.recall
