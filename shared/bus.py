@@ -27,6 +27,9 @@ R = TypeVar("R", bound=BaseModel)
 
 DAY = 24 * 3600
 TENANTS_BUCKET = "tenantry-tenants"
+# Every saved tenant config version, immutable, key "<tid>.<version:08d>". Separate from
+# TENANTS_BUCKET because KV history is capped at 64 and every version must be kept.
+TENANT_VERSIONS_BUCKET = "tenantry-tenant-versions"
 METERING_BUCKET = "tenantry-metering"
 
 # A failing JetStream handler is nacked and redelivered; after MAX_DELIVER attempts
@@ -70,6 +73,7 @@ STREAMS: tuple[StreamConfig, ...] = (
 
 BUCKETS: tuple[KeyValueConfig, ...] = (
     KeyValueConfig(bucket=TENANTS_BUCKET, history=64, storage=StorageType.FILE),
+    KeyValueConfig(bucket=TENANT_VERSIONS_BUCKET, history=1, storage=StorageType.FILE),
     KeyValueConfig(bucket=METERING_BUCKET, history=1, storage=StorageType.FILE),
 )
 

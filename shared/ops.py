@@ -11,8 +11,15 @@ from shared import subjects
 from shared.bus import call
 from shared.messages.audit import AuditEventType, AuditPage, QueryAudit, QueryUsage, UsageReport
 from shared.messages.tenants import (
+    ConfigVersionFound,
+    ConfigVersions,
     DeleteTenant,
+    GetConfigVersion,
+    ListConfigVersions,
+    PreviewPrompt,
+    PromptPreviewed,
     ResolveTenant,
+    RollbackConfig,
     TenantDeleted,
     TenantProfile,
     TenantResolved,
@@ -82,6 +89,50 @@ class OpsClient:
             subjects.service("promptconfig", "delete", tenant_id),
             DeleteTenant(tenant_id=tenant_id, actor=actor),
             TenantDeleted,
+            self._timeout,
+        )
+
+    async def config_versions(self, tenant_id: str) -> ConfigVersions:
+        return await call(
+            self.nc,
+            subjects.service("promptconfig", "versions", tenant_id),
+            ListConfigVersions(tenant_id=tenant_id),
+            ConfigVersions,
+            self._timeout,
+        )
+
+    async def config_version(self, tenant_id: str, version: int) -> ConfigVersionFound:
+        return await call(
+            self.nc,
+            subjects.service("promptconfig", "version", tenant_id),
+            GetConfigVersion(tenant_id=tenant_id, version=version),
+            ConfigVersionFound,
+            self._timeout,
+        )
+
+    async def rollback_config(
+        self, tenant_id: str, version: int, actor: str = "ops"
+    ) -> TenantUpserted:
+        return await call(
+            self.nc,
+            subjects.service("promptconfig", "rollback", tenant_id),
+            RollbackConfig(tenant_id=tenant_id, version=version, actor=actor),
+            TenantUpserted,
+            self._timeout,
+        )
+
+    async def preview_prompt(
+        self, tenant_id: str, template: str | None = None, instructions: str | None = None
+    ) -> PromptPreviewed:
+        return await call(
+            self.nc,
+            subjects.service("promptconfig", "preview", tenant_id),
+            PreviewPrompt(
+                tenant_id=tenant_id,
+                system_prompt_template=template,
+                custom_instructions=instructions,
+            ),
+            PromptPreviewed,
             self._timeout,
         )
 

@@ -8,7 +8,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from shared.bus import TENANTS_BUCKET
+from shared.bus import TENANT_VERSIONS_BUCKET, TENANTS_BUCKET
 from shared.messages.tenants import TenantConfig
 
 
@@ -23,16 +23,28 @@ class TenantStore(Protocol):
     async def put(self, config: TenantConfig, expected_revision: int) -> int:
         """Save if the revision is still `expected_revision` (0: must not exist)."""
 
-    async def delete(self, tenant_id: str) -> bool: ...
+    async def delete(self, tenant_id: str) -> bool:
+        """Remove the tenant and every saved version of its config."""
+
+    async def record_version(self, config: TenantConfig) -> None:
+        """Keep an immutable copy of a saved version."""
+
+    async def versions(self, tenant_id: str) -> list[TenantConfig]:
+        """Every recorded version, oldest first."""
+
+
+def _version_key(tenant_id: str, version: int) -> str:
+    return f"{tenant_id}.{version:08d}"
 
 
 class KvTenantStore:
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(self, kv: KeyValue, history: KeyValue) -> None:
         self._kv = kv
+        self._history = history
 
     @classmethod
     async def open(cls, js: JetStreamContext) -> KvTenantStore:
-        return cls(await js.key_value(TENANTS_BUCKET))
+        return cls(await js.key_value(TENANTS_BUCKET), await js.key_value(TENANT_VERSIONS_BUCKET))
 
     async def get(self, tenant_id: str) -> tuple[TenantConfig, int] | None:
         try:
@@ -59,7 +71,38 @@ class KvTenantStore:
             raise
 
     async def delete(self, tenant_id: str) -> bool:
-        if await self.get(tenant_id) is None:
-            return False
-        await self._kv.purge(tenant_id)
-        return True
+        existed = await self.get(tenant_id) is not None
+        for key in await self._version_keys(tenant_id):
+            await self._history.purge(key)
+        if existed:
+            await self._kv.purge(tenant_id)
+        return existed
+
+    async def record_version(self, config: TenantConfig) -> None:
+        key = _version_key(config.tenant_id, config.version)
+        await self._history.put(key, config.model_dump_json().encode())
+
+    async def versions(self, tenant_id: str) -> list[TenantConfig]:
+        found = []
+        for key in sorted(await self._version_keys(tenant_id)):
+            try:
+                entry = await self._history.get(key)
+            except KeyNotFoundError:
+                continue
+            if entry.value:
+                found.append(TenantConfig.model_validate_json(entry.value))
+        return found
+
+    async def _version_keys(self, tenant_id: str) -> list[str]:
+        # A watch on the tenant's own subject filter: nats-py's keys(filters=...) scans the
+        # whole bucket and matches substrings, which would also pick up "acme-2" for "acme".
+        watcher = await self._history.watch(f"{tenant_id}.*", ignore_deletes=True, meta_only=True)
+        keys = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                keys.append(entry.key)
+        finally:
+            await watcher.stop()
+        return keys

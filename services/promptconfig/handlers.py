@@ -12,8 +12,17 @@ from shared.audit import AuditTrail
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.tenants import (
+    ConfigVersionFound,
+    ConfigVersions,
+    ConfigVersionSummary,
     DeleteTenant,
+    GetConfigVersion,
+    ListConfigVersions,
+    PreviewPrompt,
+    PromptPreviewed,
     ResolveTenant,
+    RollbackConfig,
+    TenantConfig,
     TenantDeleted,
     TenantResolved,
     TenantUpserted,
@@ -37,12 +46,7 @@ def build_router(deps: Deps) -> NatsRouter:
     async def resolve(msg: ResolveTenant) -> TenantResolved:
         found = await deps.store.get(msg.tenant_id)
         if found is None:
-            return error_reply(
-                TenantResolved,
-                msg.tenant_id,
-                msg.request_id,
-                ErrorInfo(code=ErrorCode.UNKNOWN_TENANT, message="unknown tenant"),
-            )
+            return error_reply(TenantResolved, msg.tenant_id, msg.request_id, _UNKNOWN)
         config, _ = found
         return reply_ok(
             TenantResolved, msg, config=config, system_prompt=registry.system_prompt(config)
@@ -72,20 +76,9 @@ def build_router(deps: Deps) -> NatsRouter:
                 msg.request_id,
                 ErrorInfo(code=ErrorCode.TEMPLATE_INVALID, message=str(exc)),
             )
-        if previous is None or previous.version != config.version:
-            await deps.trail.record(
-                tenant_id=msg.tenant_id,
-                request_id=msg.request_id,
-                event_type=AuditEventType.CONFIGURATION_CHANGE,
-                action="tenant.create" if created else "config.update",
-                actor=msg.actor,
-                resource_type="tenant_config",
-                resource_id=msg.tenant_id,
-                details={
-                    "version": config.version,
-                    "changed": ",".join(registry.changed_fields(previous, config)),
-                },
-            )
+        await _audit_saved(
+            deps, msg, config, previous, "tenant.create" if created else "config.update"
+        )
         return reply_ok(TenantUpserted, msg, config=config, created=created)
 
     @rpc(router, SERVICE, "delete", DeleteTenant, TenantDeleted, deps.trail)
@@ -103,4 +96,85 @@ def build_router(deps: Deps) -> NatsRouter:
         )
         return reply_ok(TenantDeleted, msg, existed=existed)
 
+    @rpc(router, SERVICE, "versions", ListConfigVersions, ConfigVersions, deps.trail)
+    async def versions(msg: ListConfigVersions) -> ConfigVersions:
+        found = await registry.versions(deps.store, msg.tenant_id)
+        summaries = [
+            ConfigVersionSummary(
+                version=c.version,
+                updated_at=c.updated_at,
+                updated_by=c.updated_by,
+                changed=registry.changed_fields(found[i - 1] if i else None, c),
+            )
+            for i, c in enumerate(found)
+        ]
+        return reply_ok(ConfigVersions, msg, versions=summaries)
+
+    @rpc(router, SERVICE, "version", GetConfigVersion, ConfigVersionFound, deps.trail)
+    async def version(msg: GetConfigVersion) -> ConfigVersionFound:
+        found = {c.version: c for c in await registry.versions(deps.store, msg.tenant_id)}
+        if msg.version not in found:
+            return error_reply(
+                ConfigVersionFound, msg.tenant_id, msg.request_id, _no_version(msg.version)
+            )
+        return reply_ok(ConfigVersionFound, msg, config=found[msg.version])
+
+    @rpc(router, SERVICE, "rollback", RollbackConfig, TenantUpserted, deps.trail)
+    async def rollback(msg: RollbackConfig) -> TenantUpserted:
+        found = {c.version: c for c in await registry.versions(deps.store, msg.tenant_id)}
+        if msg.version not in found:
+            return error_reply(
+                TenantUpserted, msg.tenant_id, msg.request_id, _no_version(msg.version)
+            )
+        config, _, previous = await registry.save(
+            deps.store, msg.tenant_id, registry.profile_of(found[msg.version]), msg.actor
+        )
+        await _audit_saved(deps, msg, config, previous, f"config.rollback_to_v{msg.version}")
+        return reply_ok(TenantUpserted, msg, config=config, created=False)
+
+    @rpc(router, SERVICE, "preview", PreviewPrompt, PromptPreviewed, deps.trail)
+    async def preview(msg: PreviewPrompt) -> PromptPreviewed:
+        found = await deps.store.get(msg.tenant_id)
+        if found is None:
+            return error_reply(PromptPreviewed, msg.tenant_id, msg.request_id, _UNKNOWN)
+        try:
+            text = registry.preview(found[0], msg.system_prompt_template, msg.custom_instructions)
+        except registry.InvalidProfile as exc:
+            info = ErrorInfo(code=ErrorCode.TEMPLATE_INVALID, message=str(exc))
+            return error_reply(PromptPreviewed, msg.tenant_id, msg.request_id, info)
+        return reply_ok(PromptPreviewed, msg, system_prompt=text)
+
     return router
+
+
+_UNKNOWN = ErrorInfo(code=ErrorCode.UNKNOWN_TENANT, message="unknown tenant")
+
+
+def _no_version(version: int) -> ErrorInfo:
+    return ErrorInfo(code=ErrorCode.NOT_FOUND, message=f"no configuration version {version}")
+
+
+async def _audit_saved(
+    deps: Deps,
+    msg: UpsertTenant | RollbackConfig,
+    config: TenantConfig,
+    previous: TenantConfig | None,
+    action: str,
+) -> None:
+    """One configuration_change event per new version: who changed what."""
+    if previous is not None and previous.version == config.version:
+        return  # nothing changed, no new version
+    await deps.trail.record(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        event_type=AuditEventType.CONFIGURATION_CHANGE,
+        action=action,
+        actor=msg.actor,
+        resource_type="tenant_config",
+        resource_id=msg.tenant_id,
+        details={
+            "version": config.version,
+            "previous_version": previous.version if previous else None,
+            "changed": ",".join(registry.changed_fields(previous, config)),
+        },
+    )

@@ -46,6 +46,9 @@ async def save(
             await store.put(config, revision)
         except VersionConflict:
             continue
+        # After the compare-and-set won, so only the winning write becomes history. A crash
+        # in between loses that one record; versions() still shows the current config.
+        await store.record_version(config)
         return config, previous is None, previous
     raise VersionConflict(tenant_id)
 
@@ -68,3 +71,36 @@ def system_prompt(config: TenantConfig) -> str:
             "tenant_id": config.tenant_id,
         },
     )
+
+
+async def versions(store: TenantStore, tenant_id: str) -> list[TenantConfig]:
+    """Every version, oldest first, including the current one even if its record is missing."""
+    recorded = {c.version: c for c in await store.versions(tenant_id)}
+    current = await store.get(tenant_id)
+    if current is not None:
+        recorded.setdefault(current[0].version, current[0])
+    return [recorded[v] for v in sorted(recorded)]
+
+
+def profile_of(config: TenantConfig) -> TenantProfile:
+    return TenantProfile.model_validate(config.model_dump(include=set(TenantProfile.model_fields)))
+
+
+def preview(
+    config: TenantConfig, template: str | None = None, instructions: str | None = None
+) -> str:
+    """Render with proposed changes, refusing a template that would be refused on save."""
+    changed = config.model_copy(
+        update={
+            k: v
+            for k, v in (
+                ("system_prompt_template", template),
+                ("custom_instructions", instructions),
+            )
+            if v is not None
+        }
+    )
+    try:
+        return system_prompt(changed)
+    except templates.TemplateError as exc:
+        raise InvalidProfile(str(exc)) from exc

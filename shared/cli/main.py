@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import typer
 
-from shared.cli import data, platform, usage
+from shared.cli import config, data, platform, usage
 from shared.cli.audit import audit
 from shared.cli.tenants import tenants
 
+# `config` registers its commands on the tenants group when imported.
+_ = config
 app = typer.Typer(help="Tenantry: multi-tenant AI platform operations.", no_args_is_help=True)
 app.add_typer(tenants, name="tenants")
 app.add_typer(audit, name="audit")

@@ -87,3 +87,44 @@ class DeleteTenant(Envelope):
 
 class TenantDeleted(Reply):
     existed: bool = Field(default=False, description="Whether there was a tenant to delete.")
+
+
+class ConfigVersionSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    version: int = Field(description="Configuration version.")
+    updated_at: datetime = Field(description="When it was saved.")
+    updated_by: str = Field(description="Who saved it.")
+    changed: list[str] = Field(description="Fields that differ from the version before.")
+
+
+class ListConfigVersions(Envelope):
+    """Every saved version of the tenant's configuration, oldest first."""
+
+
+class ConfigVersions(Reply):
+    versions: list[ConfigVersionSummary] = Field(default_factory=list, description="Oldest first.")
+
+
+class GetConfigVersion(Envelope):
+    version: int = Field(ge=1, description="The version to fetch.")
+
+
+class ConfigVersionFound(Reply):
+    config: TenantConfig | None = Field(default=None, description="That version, in full.")
+
+
+class RollbackConfig(Envelope):
+    version: int = Field(ge=1, description="Restore this version's settings as a new version.")
+    actor: str = Field(default="ops", max_length=120, description="Who asked for it.")
+
+
+class PreviewPrompt(Envelope):
+    """Render the system prompt, optionally with a proposed template or instructions."""
+
+    system_prompt_template: str | None = Field(default=None, max_length=20_000)
+    custom_instructions: str | None = Field(default=None, max_length=4_000)
+
+
+class PromptPreviewed(Reply):
+    system_prompt: str = Field(default="", description="The rendered system prompt.")
