@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import nats.errors
 from faststream.nats import ConsumerConfig, JStream, NatsBroker
+from faststream.nats.security import NatsUserPassword
 from nats.aio.client import Client as NatsClient
 from nats.js.api import (
     DiscardPolicy,
@@ -31,6 +32,8 @@ TENANTS_BUCKET = "tenantry-tenants"
 # TENANTS_BUCKET because KV history is capped at 64 and every version must be kept.
 TENANT_VERSIONS_BUCKET = "tenantry-tenant-versions"
 METERING_BUCKET = "tenantry-metering"
+# A tenant's NATS user and bcrypt hash (never the password), key = tenant id.
+CREDENTIALS_BUCKET = "tenantry-credentials"
 
 # A failing JetStream handler is nacked and redelivered; after MAX_DELIVER attempts
 # nats-server emits a MAX_DELIVERIES advisory and audit copies the message to the
@@ -75,6 +78,7 @@ BUCKETS: tuple[KeyValueConfig, ...] = (
     KeyValueConfig(bucket=TENANTS_BUCKET, history=64, storage=StorageType.FILE),
     KeyValueConfig(bucket=TENANT_VERSIONS_BUCKET, history=1, storage=StorageType.FILE),
     KeyValueConfig(bucket=METERING_BUCKET, history=1, storage=StorageType.FILE),
+    KeyValueConfig(bucket=CREDENTIALS_BUCKET, history=1, storage=StorageType.FILE),
 )
 
 
@@ -88,19 +92,17 @@ def durable_config(ack_wait_s: float = 30.0) -> ConsumerConfig:
 
 
 def make_broker(settings: TenantrySettings, service: str) -> NatsBroker:
-    kwargs: dict[str, object] = {}
+    security = None
     if settings.nats_user:
-        kwargs["user"] = settings.nats_user
-        kwargs["password"] = (
-            settings.nats_password.get_secret_value() if settings.nats_password else ""
-        )
+        password = settings.nats_password.get_secret_value() if settings.nats_password else ""
+        security = NatsUserPassword(username=settings.nats_user, password=password)
     return NatsBroker(
         [url.strip() for url in settings.nats_url.split(",")],
         name=f"tenantry-{service}",
+        security=security,
         # FastStream logs every message at INFO; per-message lines are debug noise here.
         log_level=logging.DEBUG,
         logger=logging.getLogger(f"tenantry.{service}.broker"),
-        **kwargs,  # type: ignore[arg-type]
     )
 
 

@@ -37,7 +37,12 @@ class TenantClient:
     async def connect(self) -> TenantClient:
         if self._nc is None:
             self._nc = await nats.connect(
-                self._url, user=self._user, password=self._password, name="tenantry-client"
+                self._url,
+                user=self._user,
+                password=self._password,
+                name="tenantry-client",
+                # A tenant's credentials may only subscribe to inboxes under this prefix.
+                inbox_prefix=subjects.tenant_inbox_prefix(self.tenant_id),
             )
         return self
 

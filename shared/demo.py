@@ -29,6 +29,7 @@ class DemoFailed(RuntimeError):
 async def run_demo(
     nats_url: str, ops_user: str | None = None, ops_password: str | None = None
 ) -> list[DemoResult]:
+    """Each tenant's client connects with that tenant's own credentials."""
     async with OpsClient(nats_url, user=ops_user, password=ops_password) as ops:
         for tenant in DEMO_TENANTS:
             saved = await ops.save_tenant(
@@ -40,7 +41,13 @@ async def run_demo(
                 raise DemoFailed(f"creating {tenant.tenant_id}: {saved.error.message}")
         results = []
         for tenant in DEMO_TENANTS:
-            async with TenantClient(tenant.tenant_id, nats_url) as client:
+            # Rotate: a password is only ever shown once, and the demo needs one now.
+            creds = await ops.issue_credentials(tenant.tenant_id, rotate=True, actor="demo")
+            if creds.error:
+                raise DemoFailed(f"credentials for {tenant.tenant_id}: {creds.error.message}")
+            async with TenantClient(
+                tenant.tenant_id, nats_url, user=creds.user, password=creds.password
+            ) as client:
                 ingested = await client.ingest(tenant.documents)
                 if ingested.error:
                     raise DemoFailed(f"ingest for {tenant.tenant_id}: {ingested.error.message}")

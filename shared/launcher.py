@@ -13,11 +13,21 @@ from urllib.parse import urlparse
 
 import nats
 
-from shared import natsserver, subjects
+from shared import embedded_auth, natsserver, subjects
+from shared.embedded_auth import EmbeddedAuth
 from shared.logging import get_logger
 
 # Start order: the stores' owners first, the gateway (the front door) last.
-SERVICES = ("promptconfig", "audit", "metering", "retrieval", "leakage", "llm", "gateway")
+SERVICES = (
+    "access",
+    "promptconfig",
+    "audit",
+    "metering",
+    "retrieval",
+    "leakage",
+    "llm",
+    "gateway",
+)
 
 log = get_logger("tenantry.launcher")
 
@@ -32,7 +42,13 @@ class Platform:
     nats_url: str = "nats://127.0.0.1:4222"
     services: tuple[str, ...] = SERVICES
     extra_env: dict[str, str] = field(default_factory=dict)
+    auth: bool = True  # secure as shipped: every process has its own NATS user
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _auth: EmbeddedAuth | None = None
+
+    @property
+    def ops_credentials(self) -> tuple[str | None, str | None]:
+        return self._auth.ops_credentials if self._auth else (None, None)
 
     @property
     def log_dir(self) -> Path:
@@ -46,8 +62,13 @@ class Platform:
             raise PortInUse(
                 f"port {port} is already in use: stop what runs there or set TENANTRY_NATS_URL"
             )
+        self._auth = embedded_auth.prepare(self.data_dir, self.services) if self.auth else None
         nats_proc, _ = natsserver.start(
-            self.data_dir / "nats", port=port, log_file=self.log_dir / "nats-server.log"
+            self.data_dir / "nats",
+            port=port,
+            log_file=self.log_dir / "nats-server.log",
+            config_file=self._auth.config_file if self._auth else None,
+            pid_file=self._auth.pid_file if self._auth else None,
         )
         self._procs["nats-server"] = nats_proc
         env = {
@@ -58,9 +79,12 @@ class Platform:
             **self.extra_env,
         }
         for name in self.services:
-            out = open(self.log_dir / f"{name}.log", "ab")
+            out = open(self.log_dir / f"{name}.log", "ab")  # the child owns it
             self._procs[name] = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", f"services.{name}"], env=env, stdout=out, stderr=out
+                [sys.executable, "-m", f"services.{name}"],
+                env={**env, **self._service_env(name)},
+                stdout=out,
+                stderr=out,
             )
         try:
             asyncio.run(self._wait_healthy(timeout_s))
@@ -68,8 +92,18 @@ class Platform:
             self.stop()
             raise
 
+    def _service_env(self, name: str) -> dict[str, str]:
+        if self._auth is None:
+            return {}
+        user, password = self._auth.service_credentials(name)
+        env = {"TENANTRY_NATS_USER": user, "TENANTRY_NATS_PASSWORD": password}
+        if name == "access":
+            env["TENANTRY_NATS_AUTH_DIR"] = str(self._auth.nats_dir)
+        return env
+
     async def _wait_healthy(self, timeout_s: float) -> None:
-        nc = await nats.connect(self.nats_url, **_ops_credentials())
+        user, password = self.ops_credentials
+        nc = await nats.connect(self.nats_url, user=user, password=password)
         try:
             deadline = time.monotonic() + timeout_s
             for name in self.services:
@@ -113,9 +147,3 @@ def _listening(port: int) -> bool:
     except TimeoutError:
         return False
     return True
-
-
-def _ops_credentials() -> dict[str, str]:
-    user = os.environ.get("TENANTRY_NATS_USER")
-    password = os.environ.get("TENANTRY_NATS_PASSWORD")
-    return {"user": user, "password": password or ""} if user else {}

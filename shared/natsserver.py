@@ -55,6 +55,7 @@ def start(
     port: int | None = None,
     config_file: Path | None = None,
     log_file: Path | None = None,
+    pid_file: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     """Start nats-server with JetStream on, bound to loopback; returns (process, port)."""
     port = port or free_port()
@@ -62,6 +63,8 @@ def start(
     args = [find_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port)]
     if config_file is not None:
         args += ["-c", str(config_file)]
+    if pid_file is not None:
+        args += ["-P", str(pid_file)]
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     proc = subprocess.Popen(args, stdout=out, stderr=out)  # noqa: S603
     try:

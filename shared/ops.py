@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from datetime import datetime
 from types import TracebackType
 
 import nats
 from nats.aio.client import Client as NatsClient
 
 from shared import subjects
-from shared.bus import call
-from shared.messages.audit import AuditEventType, AuditPage, QueryAudit, QueryUsage, UsageReport
+from shared.bus import ServiceCallError, call
+from shared.messages.access import (
+    CredentialsIssued,
+    CredentialsRevoked,
+    IssueCredentials,
+    RevokeCredentials,
+)
+from shared.messages.audit import (
+    AuditEventType,
+    AuditExportPage,
+    AuditPage,
+    AuditRow,
+    AuditVerified,
+    ExportAudit,
+    QueryAudit,
+    QueryUsage,
+    UsageReport,
+    VerifyAudit,
+)
 from shared.messages.tenants import (
     ConfigVersionFound,
     ConfigVersions,
@@ -136,6 +155,26 @@ class OpsClient:
             self._timeout,
         )
 
+    async def issue_credentials(
+        self, tenant_id: str, rotate: bool = False, actor: str = "ops"
+    ) -> CredentialsIssued:
+        return await call(
+            self.nc,
+            subjects.service("access", "issue", tenant_id),
+            IssueCredentials(tenant_id=tenant_id, rotate=rotate, actor=actor),
+            CredentialsIssued,
+            self._timeout,
+        )
+
+    async def revoke_credentials(self, tenant_id: str, actor: str = "ops") -> CredentialsRevoked:
+        return await call(
+            self.nc,
+            subjects.service("access", "revoke", tenant_id),
+            RevokeCredentials(tenant_id=tenant_id, actor=actor),
+            CredentialsRevoked,
+            self._timeout,
+        )
+
     async def usage(self, tenant_id: str, month: str | None = None) -> UsageReport:
         return await call(
             self.nc,
@@ -154,4 +193,61 @@ class OpsClient:
             QueryAudit(tenant_id=tenant_id, event_type=event_type, limit=limit),
             AuditPage,
             self._timeout,
+        )
+
+    async def audit_query(
+        self,
+        tenant_id: str,
+        event_type: AuditEventType | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> AuditPage:
+        return await call(
+            self.nc,
+            subjects.service("audit", "query", tenant_id),
+            QueryAudit(
+                tenant_id=tenant_id, event_type=event_type, since=since, until=until, limit=limit
+            ),
+            AuditPage,
+            self._timeout,
+        )
+
+    async def audit_export(
+        self,
+        tenant_id: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = 2_000,
+    ) -> AsyncIterator[AuditRow]:
+        """Every row of the tenant's trail in [since, until), oldest first, one page in
+        memory at a time (keyset pages from the audit service). Raises on an error reply."""
+        request = ExportAudit(tenant_id=tenant_id, since=since, until=until, page_size=page_size)
+        while True:
+            page = await call(
+                self.nc,
+                subjects.service("audit", "export", tenant_id),
+                request,
+                AuditExportPage,
+                self._timeout,
+            )
+            if page.error:
+                raise ServiceCallError(page.error)
+            for row in page.rows:
+                yield row
+            if page.done or not page.rows:
+                return
+            last = page.rows[-1]
+            request = request.model_copy(
+                update={"after_occurred_at": last.occurred_at, "after_event_id": last.event_id}
+            )
+
+    async def audit_verify(self, tenant_id: str) -> AuditVerified:
+        return await call(
+            self.nc,
+            subjects.service("audit", "verify", tenant_id),
+            VerifyAudit(tenant_id=tenant_id),
+            AuditVerified,
+            # Walking a long chain takes a while: allow for it.
+            max(self._timeout, 300.0),
         )

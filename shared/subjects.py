@@ -33,6 +33,7 @@ ALL_EVENTS = "evt.>"
 ALL_AUDIT_EVENTS = "evt.*.audit"
 ALL_COST_EVENTS = "evt.*.cost"
 ALL_CONFIG_EVENTS = "evt.*.config"
+ALL_FINGERPRINT_EVENTS = "evt.*.fingerprints"
 DEADLETTER_PREFIX = "deadletter"
 ALL_DEADLETTERS = "deadletter.>"
 MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
@@ -63,6 +64,12 @@ def completion_for_token(raw_tenant_token: str, request_id: str) -> str:
     if not raw_tenant_token or any(c in raw_tenant_token for c in ".*> \t\r\n"):
         raise ValueError("not a single subject token")
     return f"tenant.{raw_tenant_token}.completion.{token(request_id)}"
+
+
+def tenant_inbox_prefix(tenant_id: str) -> str:
+    """Reply inboxes of a tenant's clients: its credentials may subscribe only below this,
+    so no tenant can read another's replies (the shared _INBOX.> is not open to tenants)."""
+    return f"_TINBOX.{validate_tenant_id(tenant_id)}"
 
 
 def completions(tenant_id: str) -> str:
@@ -104,6 +111,11 @@ def cost_event(tenant_id: str) -> str:
 
 def config_event(tenant_id: str) -> str:
     return event(tenant_id, "config")
+
+
+def fingerprints_event(tenant_id: str) -> str:
+    """retrieval -> leakage: content fingerprints of a tenant's documents."""
+    return event(tenant_id, "fingerprints")
 
 
 def deadletter(stream: str, consumer: str) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from shared.client import TenantClient
+from shared.embedded_auth import ops_credentials_from
 from shared.ops import OpsClient
 
 console = Console()
@@ -19,7 +21,12 @@ DEFAULT_URL = "nats://127.0.0.1:4222"
 
 
 def credentials() -> tuple[str | None, str | None]:
-    return os.environ.get("TENANTRY_NATS_USER"), os.environ.get("TENANTRY_NATS_PASSWORD")
+    """Ops credentials: the environment, else the embedded platform's secrets file."""
+    user = os.environ.get("TENANTRY_NATS_USER")
+    if user:
+        return user, os.environ.get("TENANTRY_NATS_PASSWORD")
+    found = ops_credentials_from(Path(os.environ.get("TENANTRY_DATA_DIR", "var")))
+    return found if found else (None, None)
 
 
 def ops_client(nats_url: str) -> OpsClient:

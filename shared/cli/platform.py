@@ -38,7 +38,7 @@ def _platform(nats_url: str, data_dir: Path, keep_serving: bool) -> None:
         f"platform ready in {time.perf_counter() - started:.1f}s; logs in {platform.log_dir}/"
     )
     try:
-        results = asyncio.run(run_demo(nats_url))
+        results = asyncio.run(run_demo(nats_url, *platform.ops_credentials))
         for r in results:
             done = r.completion
             console.rule(f"[bold]{r.tenant.tenant_id}[/bold] ({r.tenant.name})")

@@ -47,6 +47,9 @@ class AuditRecorded(Envelope):
 
 
 class AuditRow(BaseModel):
+    """One stored audit row, as queries and exports return it (chain fields included,
+    so an exported file can be re-verified offline)."""
+
     model_config = ConfigDict(frozen=True)
 
     event_id: str
@@ -61,6 +64,12 @@ class AuditRow(BaseModel):
     error: str
     actor: str
     details: str = Field(description="Details as JSON text.")
+    tenant_id: str = Field(default="", description="Owning tenant.")
+    client_ip: str = Field(default="", description="Client IP, if known.")
+    user_agent: str = Field(default="", description="Client user agent, if known.")
+    chain_seq: int = Field(default=0, description="Position in the tenant's hash chain.")
+    prev_hash: str = Field(default="", description="row_hash of the tenant's previous row.")
+    row_hash: str = Field(default="", description="sha256 over prev_hash and this row.")
 
 
 class QueryAudit(Envelope):
@@ -73,6 +82,54 @@ class QueryAudit(Envelope):
 class AuditPage(Reply):
     rows: list[AuditRow] = Field(default_factory=list, description="Newest first.")
     total: int = Field(default=0, ge=0, description="Matching rows in all.")
+
+
+class ExportAudit(Envelope):
+    """One page of an export, oldest first; pass the previous page's cursor to go on.
+
+    Keyset pagination on (occurred_at, event_id): each page is a bounded, indexed read,
+    so the service and the client hold one page at a time however big the export.
+    """
+
+    since: datetime | None = Field(default=None, description="Inclusive lower bound.")
+    until: datetime | None = Field(default=None, description="Exclusive upper bound.")
+    after_occurred_at: datetime | None = Field(default=None, description="Cursor: time.")
+    after_event_id: str = Field(
+        default="", pattern=r"^[A-Za-z0-9_-]{0,64}$", description="Cursor: event id."
+    )
+    page_size: int = Field(default=2_000, ge=1, le=10_000, description="Max rows per page.")
+
+
+class AuditExportPage(Reply):
+    rows: list[AuditRow] = Field(default_factory=list, description="Oldest first.")
+    done: bool = Field(default=False, description="True on the last page.")
+
+
+class VerifyAudit(Envelope):
+    """Walk the tenant's hash chain and report every break."""
+
+
+class ChainIssueKind(StrEnum):
+    EDITED = "edited"
+    DELETED = "deleted"
+    REORDERED = "reordered"
+    DUPLICATED = "duplicated"
+
+
+class ChainIssue(BaseModel):
+    kind: ChainIssueKind = Field(description="What is wrong.")
+    chain_seq: int = Field(description="Chain position where it shows.")
+    event_id: str = Field(default="", description="Row concerned (empty if it is gone).")
+    message: str = Field(description="Human-readable explanation.")
+
+
+class AuditVerified(Reply):
+    intact: bool = Field(default=False, description="True when the chain has no break.")
+    rows: int = Field(default=0, description="Stored rows walked (duplicates included).")
+    first_seq: int = Field(default=0, description="First chain position present.")
+    last_seq: int = Field(default=0, description="Last chain position present.")
+    issues: list[ChainIssue] = Field(default_factory=list, description="First breaks found.")
+    truncated: bool = Field(default=False, description="More issues than listed.")
 
 
 class QueryUsage(Envelope):
@@ -89,9 +146,21 @@ class ModelUsage(BaseModel):
     cost_nanousd: int
 
 
+class DayUsage(BaseModel):
+    day: str = Field(description="YYYY-MM-DD (UTC).")
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    cost_nanousd: int
+
+
 class UsageReport(Reply):
     month: str = Field(default="", description="YYYY-MM reported.")
     requests: int = Field(default=0, description="Priced model calls.")
     cost_nanousd: int = Field(default=0, description="Total cost.")
     audit_events: int = Field(default=0, description="Audit rows for the tenant, all time.")
     by_model: list[ModelUsage] = Field(default_factory=list, description="Breakdown by model.")
+    by_day: list[DayUsage] = Field(
+        default_factory=list, description="Breakdown by day and model, from the rollup."
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
@@ -53,6 +54,12 @@ class TenantProfile(BaseModel):
     allowed_models: list[str] = Field(min_length=1, description="Models this tenant may call.")
     default_model: str = Field(description="Model used when a request names none.")
     limits: TenantLimits = Field(description="Rate, token and budget limits.")
+    leakage_policy: dict[str, Literal["block", "redact", "flag"]] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Leakage actions by detector ('pii') or detector.kind ('pii.email'); "
+        "empty means the platform defaults. foreign_chunk and canary always block.",
+    )
 
 
 class TenantConfig(TenantProfile):

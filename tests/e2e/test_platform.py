@@ -30,7 +30,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
 
 async def test_one_request_per_tenant_is_answered(platform: Platform) -> None:
-    results = await run_demo(platform.nats_url)
+    results = await run_demo(platform.nats_url, *platform.ops_credentials)
     by_tenant = {r.tenant.tenant_id: r for r in results}
     acme, globex = by_tenant[ACME.tenant_id], by_tenant[GLOBEX.tenant_id]
 

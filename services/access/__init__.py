@@ -1,0 +1,1 @@
+"""access: tenants' NATS credentials, issued at onboarding and revoked at offboarding."""

@@ -1,0 +1,4 @@
+from services.access.app import bootstrap
+from shared.service import run
+
+run(bootstrap())
