@@ -12,7 +12,7 @@ Layout under DATA_DIR:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.natsauth import (
@@ -31,7 +31,7 @@ OPS_USER = "ops"
 @dataclass(frozen=True)
 class EmbeddedAuth:
     nats_dir: Path
-    passwords: dict[str, str]
+    passwords: dict[str, str] = field(repr=False)
 
     @property
     def config_file(self) -> Path:

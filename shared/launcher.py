@@ -41,10 +41,11 @@ class Platform:
     data_dir: Path
     nats_url: str = "nats://127.0.0.1:4222"
     services: tuple[str, ...] = SERVICES
-    extra_env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict, repr=False)
     auth: bool = True  # secure as shipped: every process has its own NATS user
-    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _auth: EmbeddedAuth | None = None
+    _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+    # repr=False: the passwords inside must never reach a log line or a test report.
+    _auth: EmbeddedAuth | None = field(default=None, repr=False)
 
     @property
     def ops_credentials(self) -> tuple[str | None, str | None]:

@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shared import natsserver
 from shared.demo import run_demo
 from shared.demo_data import ACME, GLOBEX
 from shared.launcher import Platform
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    port = natsserver.free_port()
-    running = Platform(
-        data_dir=tmp_path_factory.mktemp("platform"),
-        nats_url=f"nats://127.0.0.1:{port}",
-        # No key: the honest offline provider answers, so this never leaves the machine.
-        extra_env={"ANTHROPIC_API_KEY": ""},
-    )
-    running.start(timeout_s=120)
-    yield running
-    running.stop()
 
 
 async def test_one_request_per_tenant_is_answered(platform: Platform) -> None:

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from shared import natsserver
+from shared.launcher import Platform
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """The platform as `make run` starts it: nats-server (auth on) plus every service as
+    its own process."""
+    running = Platform(
+        data_dir=tmp_path_factory.mktemp("platform"),
+        nats_url=f"nats://127.0.0.1:{natsserver.free_port()}",
+        # No key: the honest offline provider answers, so this never leaves the machine.
+        extra_env={"ANTHROPIC_API_KEY": ""},
+    )
+    running.start(timeout_s=120)
+    yield running
+    running.stop()
