@@ -6,11 +6,11 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from services.promptconfig.tiers import default_profile
 from shared.client import TenantClient
 from shared.demo_data import DEMO_TENANTS, DemoTenant
 from shared.messages.audit import UsageReport
 from shared.messages.completions import CompletionPublished
+from shared.messages.lifecycle import OnboardTenant
 from shared.ops import OpsClient
 
 
@@ -31,22 +31,28 @@ async def run_demo(
 ) -> list[DemoResult]:
     """Each tenant's client connects with that tenant's own credentials."""
     async with OpsClient(nats_url, user=ops_user, password=ops_password) as ops:
-        for tenant in DEMO_TENANTS:
-            saved = await ops.save_tenant(
-                tenant.tenant_id,
-                default_profile(tenant.name, tenant.tier, custom_instructions=tenant.instructions),
-                actor="demo",
-            )
-            if saved.error:
-                raise DemoFailed(f"creating {tenant.tenant_id}: {saved.error.message}")
         results = []
         for tenant in DEMO_TENANTS:
-            # Rotate: a password is only ever shown once, and the demo needs one now.
-            creds = await ops.issue_credentials(tenant.tenant_id, rotate=True, actor="demo")
-            if creds.error:
-                raise DemoFailed(f"credentials for {tenant.tenant_id}: {creds.error.message}")
+            onboarded = await ops.onboard(
+                OnboardTenant(
+                    tenant_id=tenant.tenant_id,
+                    name=tenant.name,
+                    tier=tenant.tier,
+                    custom_instructions=tenant.instructions,
+                    actor="demo",
+                )
+            )
+            if onboarded.error:
+                raise DemoFailed(f"onboarding {tenant.tenant_id}: {onboarded.error.message}")
+            user, password = onboarded.user, onboarded.password
+            if not onboarded.created:
+                # Onboarded by an earlier run: its password was shown then, so rotate.
+                creds = await ops.issue_credentials(tenant.tenant_id, rotate=True, actor="demo")
+                if creds.error:
+                    raise DemoFailed(f"credentials for {tenant.tenant_id}: {creds.error.message}")
+                user, password = creds.user, creds.password
             async with TenantClient(
-                tenant.tenant_id, nats_url, user=creds.user, password=creds.password
+                tenant.tenant_id, nats_url, user=user, password=password
             ) as client:
                 ingested = await client.ingest(tenant.documents)
                 if ingested.error:

@@ -92,3 +92,17 @@ def _tenant_users(auth_conf: Path) -> list[NatsUser]:
             if user.user.startswith("tenant-"):
                 users.append(user)
     return users
+
+
+def main(argv: list[str]) -> int:
+    """`python -m shared.embedded_auth DIR`: prepare DIR/nats and DIR/secrets (compose init)."""
+    from shared.launcher import SERVICES
+
+    prepare(Path(argv[0]) if argv else Path("var"), SERVICES)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))

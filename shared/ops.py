@@ -29,6 +29,12 @@ from shared.messages.audit import (
     UsageReport,
     VerifyAudit,
 )
+from shared.messages.lifecycle import (
+    DeletionReceipt,
+    OffboardTenant,
+    OnboardingResult,
+    OnboardTenant,
+)
 from shared.messages.tenants import (
     ConfigVersionFound,
     ConfigVersions,
@@ -152,6 +158,24 @@ class OpsClient:
                 custom_instructions=instructions,
             ),
             PromptPreviewed,
+            self._timeout,
+        )
+
+    async def onboard(self, msg: OnboardTenant) -> OnboardingResult:
+        return await call(
+            self.nc,
+            subjects.service("promptconfig", "onboard", msg.tenant_id),
+            msg,
+            OnboardingResult,
+            self._timeout,
+        )
+
+    async def offboard(self, tenant_id: str, actor: str = "ops") -> DeletionReceipt:
+        return await call(
+            self.nc,
+            subjects.service("promptconfig", "offboard", tenant_id),
+            OffboardTenant(tenant_id=tenant_id, actor=actor),
+            DeletionReceipt,
             self._timeout,
         )
 

@@ -104,5 +104,5 @@ class KvTenantStore:
                     break
                 keys.append(entry.key)
         finally:
-            await watcher.stop()
+            await watcher.stop()  # type: ignore[no-untyped-call]
         return keys

@@ -6,11 +6,18 @@ from dataclasses import dataclass
 
 from faststream.nats import NatsRouter
 
-from services.promptconfig import registry
+from services.promptconfig import lifecycle, registry
 from services.promptconfig.adapters import TenantStore
+from services.promptconfig.lifecycle import LifecyclePorts
 from shared.audit import AuditTrail
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
+from shared.messages.lifecycle import (
+    DeletionReceipt,
+    OffboardTenant,
+    OnboardingResult,
+    OnboardTenant,
+)
 from shared.messages.tenants import (
     ConfigVersionFound,
     ConfigVersions,
@@ -37,6 +44,7 @@ SERVICE = "promptconfig"
 class Deps:
     store: TenantStore
     trail: AuditTrail
+    ports: LifecyclePorts
 
 
 def build_router(deps: Deps) -> NatsRouter:
@@ -95,6 +103,16 @@ def build_router(deps: Deps) -> NatsRouter:
             details={"existed": existed},
         )
         return reply_ok(TenantDeleted, msg, existed=existed)
+
+    # One saga at a time per replica keeps the NATS users file writes short and ordered;
+    # the tenant store's compare-and-set keeps replicas from creating a tenant twice.
+    @rpc(router, SERVICE, "onboard", OnboardTenant, OnboardingResult, deps.trail, max_workers=4)
+    async def onboard(msg: OnboardTenant) -> OnboardingResult:
+        return await lifecycle.onboard(deps.store, deps.ports, deps.trail, msg)
+
+    @rpc(router, SERVICE, "offboard", OffboardTenant, DeletionReceipt, deps.trail, max_workers=4)
+    async def offboard(msg: OffboardTenant) -> DeletionReceipt:
+        return await lifecycle.offboard(deps.store, deps.ports, deps.trail, msg)
 
     @rpc(router, SERVICE, "versions", ListConfigVersions, ConfigVersions, deps.trail)
     async def versions(msg: ListConfigVersions) -> ConfigVersions:

@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 
 from shared.cli.common import DEFAULT_URL, NatsUrl, TenantOpt, console, fail, ops_client
+from shared.messages.lifecycle import OnboardTenant
 from shared.messages.tenants import Tier
+from shared.tenancy import InvalidTenantId, validate_tenant_id
 
 tenants = typer.Typer(help="Create, show and delete tenants.", no_args_is_help=True)
 
@@ -23,12 +25,13 @@ def tenants_create(
     tenant_id: Annotated[
         str | None, typer.Option("--id", help="Tenant id; default from name.")
     ] = None,
+    actor: Annotated[str, typer.Option(help="Who is onboarding (audited).")] = "cli",
     nats_url: NatsUrl = DEFAULT_URL,
 ) -> None:
-    """Register a tenant with its tier's default limits and the default prompt template."""
-    from services.promptconfig.tiers import default_profile
-    from shared.tenancy import InvalidTenantId, validate_tenant_id
+    """Onboard a tenant: config, collection, metering state and NATS credentials.
 
+    The credentials are printed once, here, and never again.
+    """
     tid = tenant_id or _slug(name)
     try:
         validate_tenant_id(tid)
@@ -37,14 +40,48 @@ def tenants_create(
 
     async def go() -> None:
         async with ops_client(nats_url) as ops:
-            saved = await ops.save_tenant(
-                tid, default_profile(name, tier, admin_email), actor="cli"
+            done = await ops.onboard(
+                OnboardTenant(
+                    tenant_id=tid, name=name, tier=tier, admin_email=admin_email, actor=actor
+                )
             )
-        if saved.error:
-            fail(saved.error.message)
-        verb = "created" if saved.created else "unchanged (already exists)"
-        assert saved.config is not None
-        console.print(f"tenant [bold]{tid}[/bold] {verb}, config version {saved.config.version}")
+        if done.error:
+            fail(done.error.message)
+        if not done.created:
+            console.print(f"tenant [bold]{tid}[/bold] already onboarded; nothing changed")
+            return
+        console.print(f"tenant [bold]{tid}[/bold] onboarded ({', '.join(done.steps)})")
+        console.print("NATS credentials for the tenant's client services (shown once):")
+        console.print(f"  user:         {done.user}", markup=False)
+        console.print(f"  password:     {done.password}", markup=False, highlight=False)
+        console.print(f"  inbox prefix: {done.inbox_prefix}", markup=False)
+
+    asyncio.run(go())
+
+
+@tenants.command("delete")
+def tenants_delete(
+    tenant: TenantOpt,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    actor: Annotated[str, typer.Option(help="Who is offboarding (audited).")] = "cli",
+    nats_url: NatsUrl = DEFAULT_URL,
+) -> None:
+    """Offboard a tenant: revoke its credentials and delete its data everywhere.
+
+    Audit rows stay until their retention ends: the record of the deletion is kept.
+    """
+    if not yes:
+        typer.confirm(f"Delete tenant {tenant} and all of its data?", abort=True)
+
+    async def go() -> None:
+        async with ops_client(nats_url) as ops:
+            receipt = await ops.offboard(tenant, actor)
+        for store, count in receipt.removed.items():
+            console.print(f"  removed {count:>6} {store}")
+        if receipt.error:
+            fail(receipt.error.message)
+        state = "deleted" if receipt.existed else "was not registered; leftovers removed"
+        console.print(f"tenant [bold]{tenant}[/bold] {state}")
 
     asyncio.run(go())
 

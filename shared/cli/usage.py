@@ -1,4 +1,4 @@
-"""`tenantry usage`: a tenant's spend against its budget."""
+"""`tenantry usage`: a tenant's spend against its budget, by model and by day."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ def usage(
     month: Annotated[str | None, typer.Option(help="YYYY-MM; current month if unset.")] = None,
     nats_url: NatsUrl = DEFAULT_URL,
 ) -> None:
-    """Show a tenant's spend for a month, by model."""
+    """Show a tenant's spend for a month against its budget, by model and by day."""
 
     async def go() -> None:
         async with ops_client(nats_url) as ops:
             report = await ops.usage(tenant, month)
+            # The budget lives in the tenant's config (promptconfig); optional here.
+            resolved = await ops.get_tenant(tenant)
         if report.error:
             fail(report.error.message)
-        table = Table(title=f"{tenant} usage {report.month}")
+        table = Table(title=f"{tenant} usage {report.month} by model")
         for col in ("model", "requests", "input tokens", "output tokens", "cost"):
             table.add_column(col)
         for row in report.by_model:
@@ -37,6 +39,16 @@ def usage(
             )
         table.add_row("total", str(report.requests), "", "", format_usd(report.cost_nanousd))
         console.print(table)
+        days = Table(title=f"{tenant} usage {report.month} by day")
+        for col in ("day", "model", "requests", "cost"):
+            days.add_column(col)
+        for day in report.by_day:
+            days.add_row(day.day, day.model, str(day.requests), format_usd(day.cost_nanousd))
+        console.print(days)
+        if resolved.config is not None:
+            budget = resolved.config.limits.monthly_budget_nanousd
+            share = f" ({report.cost_nanousd * 100 / budget:.1f} %)" if budget else ""
+            console.print(f"spent {format_usd(report.cost_nanousd)} of {format_usd(budget)}{share}")
         console.print(f"audit events (all time): {report.audit_events}")
 
     asyncio.run(go())

@@ -256,3 +256,23 @@ async def test_malformed_requests_get_clear_errors_and_service_keeps_serving(
     async with TenantClient(a.tenant_id, platform.nats_url) as client:
         done = await client.ask_sync("How long is the return window for rocket skates?")
     assert done.ok, done.error
+
+
+async def test_identical_prompts_never_share_an_answer(
+    platform: Running, tenants: tuple[Tenant, Tenant]
+) -> None:
+    """No response is cached across tenants: the same words get each tenant's own answer."""
+    a, b = tenants
+    question = "What do your documents say about refunds, meals and flights?"
+    answers = {}
+    for tenant in (a, b, a):
+        platform.stub.clear()
+        async with TenantClient(tenant.tenant_id, platform.nats_url) as client:
+            done = await client.ask_sync(question)
+        assert done.ok, done.error
+        [sent] = platform.stub.requests  # every ask reached the model: nothing was replayed
+        assert f"You are an AI assistant for {tenant.name}" in sent.system
+        own = {d.document_id for d in tenant.documents}
+        assert {c.document_id for c in done.citations} <= own
+        answers.setdefault(tenant.tenant_id, []).append(done)
+    assert answers[a.tenant_id][0].request_id != answers[a.tenant_id][1].request_id
