@@ -38,6 +38,7 @@ def bootstrap(
         reservation_ttl_s=settings.reservation_ttl_s,
         cas_attempts=settings.cas_attempts,
         clock=clock,
+        tz=settings.zone(),
     )
     deps = Deps(meter=meter, trail=AuditTrail(broker, SERVICE), broker=broker)
     service = Service(SERVICE, settings, broker)

@@ -17,7 +17,10 @@ from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.metering import (
     AuthorizeRequest,
+    BudgetAlerted,
     CostRecorded,
+    MeteringTotals,
+    QueryMeteringTotals,
     RequestAuthorized,
     SettleUsage,
     UsageSettled,
@@ -89,8 +92,32 @@ def build_router(deps: Deps) -> NatsRouter:
             # lost the repeat heals it, otherwise JetStream de-duplicates it.
             await publish_event(deps.broker, _cost_event(msg, outcome, deps), _cost_subject(msg))
         for threshold in outcome.crossed:
+            # The KV write already marked the threshold as sent, so no other replica
+            # (nor a repeat of this settle) sends it again.
+            await publish_event(
+                deps.broker, _budget_event(msg, outcome, threshold), _budget_subject(msg)
+            )
             await _audit_budget_alert(deps.trail, msg, outcome, threshold)
         return reply_ok(UsageSettled, msg, cost_nanousd=outcome.cost_nanousd)
+
+    @rpc(router, SERVICE, "totals", QueryMeteringTotals, MeteringTotals, deps.trail)
+    async def totals(msg: QueryMeteringTotals) -> MeteringTotals:
+        month = msg.month or deps.meter.current_month()
+        state = await deps.meter.totals(msg.tenant_id, month)
+        if state is None:
+            return reply_ok(MeteringTotals, msg, month=month)
+        return reply_ok(
+            MeteringTotals,
+            msg,
+            month=month,
+            spent_nanousd=state.spent_nanousd,
+            reserved_nanousd=state.reserved_nanousd,
+            budget_nanousd=state.budget_nanousd,
+            requests_settled=state.settled_count,
+            requests_charged=state.charged_count,
+            in_flight=len(state.reservations),
+            alerts_pct=sorted(state.alerts),
+        )
 
     return router
 
@@ -113,10 +140,29 @@ def _cost_event(msg: SettleUsage, outcome: Settled, deps: Deps) -> CostRecorded:
         request_id=msg.request_id,
         # One cost event per reservation, whatever number of times it is settled.
         event_id=f"cost-{msg.reservation_id}",
+        occurred_at=deps.meter.booked_at(msg.reservation_id),
         model=msg.model,
         usage=msg.usage,
         cost_nanousd=outcome.cost_nanousd,
         price_version=version if outcome.priced else f"{version}+unpriced-hold",
+        outcome=msg.outcome,
+    )
+
+
+def _budget_subject(msg: SettleUsage) -> str:
+    return subjects.event(msg.tenant_id, "budget")
+
+
+def _budget_event(msg: SettleUsage, outcome: Settled, threshold: int) -> BudgetAlerted:
+    return BudgetAlerted(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        # Derived from the settle that crossed it: a retried publish is de-duplicated.
+        event_id=f"budget-{msg.reservation_id}-{threshold}",
+        month=month_of_reservation(msg.reservation_id) or "",
+        threshold_pct=threshold,
+        spent_nanousd=outcome.spent_nanousd,
+        budget_nanousd=outcome.budget_nanousd,
     )
 
 

@@ -2,7 +2,7 @@
 
 Everything `authorize` and `settle` must decide atomically (rate windows, spend,
 outstanding reservations, alerts already sent) lives in ONE value per tenant per
-UTC calendar month (see `state`), so one compare-and-set on that KV entry makes
+calendar month (see `state`), so one compare-and-set on that KV entry makes
 each decision atomic across every replica. Functions here take a state and return a new one;
 `meter` does the read / compare-and-set / retry loop around them.
 """
@@ -17,7 +17,13 @@ from typing import TypeVar
 
 from services.metering import ratelimit
 from services.metering.pricing import ModelPrice
-from services.metering.state import MonthState, RateState, Reservation, Settlement
+from services.metering.state import (
+    MonthState,
+    RateState,
+    Reservation,
+    Settlement,
+    next_month,
+)
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.completions import Usage
 from shared.messages.tenants import TenantLimits
@@ -146,6 +152,17 @@ def authorize(
             retry_after_s=1,
         )
     budget, spent, held = s.budget_nanousd, s.spent_nanousd, s.reserved_nanousd
+    if spent >= budget:
+        # The hard stop: nothing more this period, whatever the request's size.
+        return s, Refused(
+            ErrorInfo(
+                code=ErrorCode.BUDGET_EXCEEDED,
+                message=f"monthly budget used up: spent {format_usd(spent)} of "
+                f"{format_usd(budget)} in {s.month}; requests are refused until the budget "
+                f"is raised or the next period ({next_month(s.month)}) starts",
+            ),
+            reason="budget",
+        )
     if spent + held + amount_nanousd > budget:
         return s, Refused(
             ErrorInfo(
@@ -211,10 +228,14 @@ def settle(
         kind, res = SettleKind.LATE, s.expired.pop(reservation_id)
     else:
         return s, Settled(SettleKind.UNKNOWN)
+    # Whatever the call's outcome (finished, streamed and cut short, failed), the
+    # usage reported is what the provider used so far, and all of it is charged.
     used = usage.total
     if used == 0:
         cost = 0
     elif price is not None:
+        # Every price is at least 1 nano-USD per token (pricing refuses zero), so
+        # tokens used can never come out at zero cost here.
         cost = price.cost(usage)
     else:
         # Tokens were used but the model has no price: charge the worst case the
@@ -224,6 +245,8 @@ def settle(
     if used > res.tokens:
         s.rate.tokens = ratelimit.add(s.rate.tokens, now_ms, used - res.tokens)
     s.spent_nanousd += cost
+    s.settled_count += 1
+    s.charged_count += cost > 0
     s.settled[reservation_id] = Settlement(cost_nanousd=cost, at_ms=now_ms)
     s.settled = _newest(s.settled, SETTLED_MAX, key=lambda r: r.at_ms)
     crossed = tuple(

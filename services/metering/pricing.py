@@ -36,6 +36,12 @@ class ModelPrice:
     cache_read: int
     cache_write: int
 
+    def __post_init__(self) -> None:
+        # A zero price would record tokens used at zero cost, which is how usage goes
+        # missing from bills; even our own CPUs get a nominal price.
+        if min(self.input, self.output, self.cache_read, self.cache_write) <= 0:
+            raise ValueError("every token price must be at least 1 nano-USD per token")
+
     def cost(self, usage: Usage) -> int:
         return (
             usage.input_tokens * self.input
@@ -82,8 +88,9 @@ DEFAULT_TABLE = PriceTable(
         "claude-opus-4-1": per_mtok_price("15", "75", "1.50", "18.75"),
         "claude-3-5-sonnet-20241022": per_mtok_price("3", "15", "0.30", "3.75"),
         # The offline extractive provider runs on our own CPUs: a nominal price set by
-        # ops so its tokens are never recorded as free.
-        "offline-extractive": per_mtok_price("0.10", "0.10", "0", "0"),
+        # ops so its tokens are never recorded as free (it has no cache, but a cache
+        # token reported for it still costs something).
+        "offline-extractive": per_mtok_price("0.10", "0.10", "0.10", "0.10"),
     },
 )
 

@@ -19,7 +19,7 @@ PUBLISHED = {
     "claude-haiku-4-5": ("1", "5", "0.10", "1.25"),
     "claude-opus-4-1": ("15", "75", "1.50", "18.75"),
     "claude-3-5-sonnet-20241022": ("3", "15", "0.30", "3.75"),
-    "offline-extractive": ("0.10", "0.10", "0", "0"),
+    "offline-extractive": ("0.10", "0.10", "0.10", "0.10"),
 }
 
 
@@ -122,10 +122,22 @@ def test_price_file_refuses_inexact_prices(tmp_path: Path, price: object) -> Non
     path.write_text(
         '{"price_version": "v", "models": {"m": {'
         f'"input_per_mtok": {value}, "output_per_mtok": "1", '
-        '"cache_read_per_mtok": "0", "cache_write_per_mtok": "0"}}}'
+        '"cache_read_per_mtok": "0.1", "cache_write_per_mtok": "1"}}}'
     )
     if price == "0.30":
         assert load_price_table(path).price("m").input == 300
         return
     with pytest.raises(ValueError):
+        load_price_table(path)
+
+
+def test_price_file_refuses_a_zero_price(tmp_path: Path) -> None:
+    """A zero price would record tokens used at zero cost."""
+    path = tmp_path / "prices.json"
+    path.write_text(
+        '{"price_version": "v", "models": {"m": {'
+        '"input_per_mtok": "1", "output_per_mtok": "1", '
+        '"cache_read_per_mtok": "0", "cache_write_per_mtok": "1"}}}'
+    )
+    with pytest.raises(ValueError, match="at least 1 nano-USD"):
         load_price_table(path)
