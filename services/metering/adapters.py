@@ -33,6 +33,9 @@ class MeteringStore(Protocol):
     async def put(self, key: str, value: bytes, expected_revision: int) -> int:
         """Write if the key is still at `expected_revision` (0: absent); else raise Conflict."""
 
+    async def purge_tenant(self, tenant_id: str) -> int:
+        """Remove every entry of the tenant (offboarding); returns how many there were."""
+
 
 class KvMeteringStore:
     def __init__(self, kv: KeyValue) -> None:
@@ -64,6 +67,25 @@ class KvMeteringStore:
                 raise Conflict(key) from exc
             raise
 
+    async def purge_tenant(self, tenant_id: str) -> int:
+        return await _kv_purge_tenant(self._kv, tenant_id)
+
+
+async def _kv_purge_tenant(kv: KeyValue, tenant_id: str) -> int:
+    # A watch on the tenant's own keys only ("<tid>.<YYYY-MM>"), not a bucket scan.
+    watcher = await kv.watch(f"{tenant_id}.*", ignore_deletes=True, meta_only=True)
+    keys = []
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            keys.append(entry.key)
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    for key in keys:
+        await kv.purge(key)
+    return len(keys)
+
 
 class InMemoryMeteringStore:
     """The same compare-and-set semantics in process memory, for unit tests only:
@@ -86,3 +108,9 @@ class InMemoryMeteringStore:
         self._seq += 1
         self._data[key] = (value, self._seq)
         return self._seq
+
+    async def purge_tenant(self, tenant_id: str) -> int:
+        doomed = [k for k in self._data if k.startswith(f"{tenant_id}.")]
+        for key in doomed:
+            del self._data[key]
+        return len(doomed)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from faststream.nats import NatsBroker, NatsRouter
 
+from services.metering import lifecycle
 from services.metering.ledger import Refused, Settled, SettleKind
 from services.metering.meter import Busy, Meter, UnknownReservation
 from services.metering.state import month_of_reservation
@@ -15,6 +16,12 @@ from shared.bus import publish_event
 from shared.logging import get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
+from shared.messages.lifecycle import (
+    DeprovisionTenant,
+    ProvisionTenant,
+    TenantDeprovisioned,
+    TenantProvisioned,
+)
 from shared.messages.metering import (
     AuthorizeRequest,
     BudgetAlerted,
@@ -99,6 +106,24 @@ def build_router(deps: Deps) -> NatsRouter:
             )
             await _audit_budget_alert(deps.trail, msg, outcome, threshold)
         return reply_ok(UsageSettled, msg, cost_nanousd=outcome.cost_nanousd)
+
+    @rpc(router, SERVICE, "provision", ProvisionTenant, TenantProvisioned, deps.trail)
+    async def provision(msg: ProvisionTenant) -> TenantProvisioned:
+        created = await lifecycle.provision(deps.meter, msg.tenant_id, msg.limits)
+        return reply_ok(TenantProvisioned, msg, created=created)
+
+    @rpc(router, SERVICE, "deprovision", DeprovisionTenant, TenantDeprovisioned, deps.trail)
+    async def deprovision(msg: DeprovisionTenant) -> TenantDeprovisioned:
+        removed = await lifecycle.deprovision(deps.meter.store, msg.tenant_id)
+        await deps.trail.record(
+            tenant_id=msg.tenant_id,
+            request_id=msg.request_id,
+            event_type=AuditEventType.DELETION,
+            action="metering.deprovision",
+            resource_type="metering_state",
+            details={"entries": removed},
+        )
+        return reply_ok(TenantDeprovisioned, msg, removed=removed)
 
     @rpc(router, SERVICE, "totals", QueryMeteringTotals, MeteringTotals, deps.trail)
     async def totals(msg: QueryMeteringTotals) -> MeteringTotals:

@@ -195,10 +195,15 @@ async def test_each_tenant_is_answered_from_its_own_documents_only(
                 return report.ok and report.requests == 1 and report.cost_nanousd == want
 
             await _poll(cost_landed)
+
+            async def trail_landed(tid: str = tenant.tenant_id) -> bool:
+                # Audit and cost events are written in separate batches: poll this too.
+                page = await ops.audit(tid, limit=500)
+                actions = {(r.service, r.action) for r in page.rows}
+                return page.ok and ("gateway", "completion.create") in actions
+
+            await _poll(trail_landed)
             page = await ops.audit(tenant.tenant_id, limit=500)
-            assert page.ok
-            actions = {(r.service, r.action) for r in page.rows}
-            assert ("gateway", "completion.create") in actions
             # Every row of this tenant's trail is this tenant's: its request or its setup.
             other = b if tenant is a else a
             assert all(other.tenant_id not in r.details for r in page.rows)
