@@ -59,9 +59,22 @@ STREAMS: tuple[StreamConfig, ...] = (
     ),
     StreamConfig(
         name=subjects.EVENTS_STREAM,
-        subjects=[subjects.ALL_EVENTS],
+        subjects=[
+            subjects.ALL_AUDIT_EVENTS,
+            subjects.ALL_COST_EVENTS,
+            subjects.ALL_CONFIG_EVENTS,
+            subjects.ALL_BUDGET_EVENTS,
+            subjects.ALL_LIFECYCLE_EVENTS,
+        ],
         retention=RetentionPolicy.LIMITS,
         max_age=7 * DAY,
+        storage=StorageType.FILE,
+        duplicate_window=600,
+    ),
+    StreamConfig(
+        name=subjects.FINGERPRINTS_STREAM,
+        subjects=[subjects.ALL_FINGERPRINT_EVENTS],
+        retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         duplicate_window=600,
     ),
@@ -128,12 +141,18 @@ async def ensure_topology(js: JetStreamContext) -> None:
                 await js.key_value(kv.bucket)
 
 
+def stream_for(subject: str) -> str:
+    if subject.endswith(".fingerprints"):
+        return subjects.FINGERPRINTS_STREAM
+    return subjects.EVENTS_STREAM
+
+
 async def publish_event(broker: NatsBroker, event: Envelope, subject: str) -> None:
     """Durable publish: waits for the JetStream ack; event_id de-duplicates retries."""
     await broker.publish(
         event,
         subject,
-        stream=subjects.EVENTS_STREAM,
+        stream=stream_for(subject),
         headers={"Nats-Msg-Id": event.event_id},
     )
 

@@ -23,6 +23,9 @@ _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 REQUESTS_STREAM = "TENANTRY_REQUESTS"
 COMPLETIONS_STREAM = "TENANTRY_COMPLETIONS"
 EVENTS_STREAM = "TENANTRY_EVENTS"
+# Content fingerprints are state, not a log: kept until withdrawn, never aged out, so a
+# leakage replica that starts later still learns every document ingested before.
+FINGERPRINTS_STREAM = "TENANTRY_FINGERPRINTS"
 DEADLETTER_STREAM = "TENANTRY_DEADLETTER"
 
 ALL_REQUESTS = "tenant.*.request"
@@ -30,6 +33,8 @@ ALL_COMPLETIONS = "tenant.*.completion.>"
 ALL_SYNC_REQUESTS = "tenant.*.request.sync"
 ALL_INGESTS = "tenant.*.ingest"
 ALL_EVENTS = "evt.>"
+ALL_BUDGET_EVENTS = "evt.*.budget"
+ALL_LIFECYCLE_EVENTS = "evt.*.lifecycle"
 ALL_AUDIT_EVENTS = "evt.*.audit"
 ALL_COST_EVENTS = "evt.*.cost"
 ALL_CONFIG_EVENTS = "evt.*.config"
@@ -111,6 +116,14 @@ def cost_event(tenant_id: str) -> str:
 
 def config_event(tenant_id: str) -> str:
     return event(tenant_id, "config")
+
+
+def budget_event(tenant_id: str) -> str:
+    return event(tenant_id, "budget")
+
+
+def lifecycle_event(tenant_id: str) -> str:
+    return event(tenant_id, "lifecycle")
 
 
 def fingerprints_event(tenant_id: str) -> str:

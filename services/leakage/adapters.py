@@ -1,4 +1,5 @@
-"""The tenant registry feed: a JetStream KV watcher keeping the TenantDirectory current.
+"""leakage's feeds: the tenant registry (a JetStream KV watcher keeping the
+TenantDirectory current) and every tenant's content fingerprints (a JetStream replay).
 
 promptconfig owns the tenants bucket; leakage only reads it. The watcher delivers the
 latest value of every key, then a marker, then live changes (puts, deletes, purges).
@@ -9,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from pydantic import ValidationError
 
+from services.leakage.content import FingerprintIndex
 from services.leakage.directory import TenantDirectory, TenantIdentity
+from shared import subjects
 from shared.bus import TENANTS_BUCKET
 from shared.logging import get_logger
+from shared.messages.leakage import FingerprintsChanged
 from shared.messages.tenants import TenantConfig
 
 log = get_logger("tenantry.leakage.registry")
@@ -116,3 +121,78 @@ class KvTenantFeed:
             else:
                 self._directory.remove(entry.key)
                 log.info("leakage.tenant_removed", key=entry.key)
+
+
+class FingerprintFeed:
+    """Every tenant's content fingerprints, replayed from TENANTRY_FINGERPRINTS into the index.
+
+    Each replica needs all of them, so each reads the whole subject through its own
+    ordered (ephemeral, in-order, self-healing) consumer instead of sharing a durable
+    one; there is nothing to ack. Start-up waits until the backlog is applied, so the
+    first scan already knows every document. A failed watch clears the index and
+    replays from the beginning: what is left equals what the stream holds.
+    """
+
+    def __init__(self, js: JetStreamContext, index: FingerprintIndex, retry_s: float = 1.0) -> None:
+        self._js = js
+        self._index = index
+        self._retry_s = retry_s
+        self._loaded = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        index.rebuild_on_lookup = False  # this feed rebuilds it, off the event loop
+
+    async def start(self, timeout: float) -> None:
+        self._task = asyncio.create_task(self._run(), name="leakage-fingerprint-feed")
+        try:
+            await asyncio.wait_for(self._loaded.wait(), timeout)
+        except TimeoutError:
+            await self.stop()
+            raise TimeoutError(f"content fingerprints not loaded within {timeout:g}s") from None
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._follow()
+            except Exception:
+                log.exception("leakage.fingerprint_feed_failed")
+            await asyncio.sleep(self._retry_s)
+
+    async def _follow(self) -> None:
+        self._index.clear()
+        sub = await self._js.subscribe(
+            subjects.ALL_FINGERPRINT_EVENTS,
+            stream=subjects.FINGERPRINTS_STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.ALL,
+        )
+        try:
+            # num_pending counts messages not yet *delivered*: messages already in our
+            # buffer are not in it. Only "nothing delivered and nothing pending" means
+            # empty; otherwise the message carrying num_pending == 0 marks the end.
+            info = await sub.consumer_info()
+            if info.num_pending == 0 and not (info.delivered and info.delivered.consumer_seq):
+                await self._index.refresh_in_background()  # after clear(), if replaying
+                self._mark_loaded()
+            async for msg in sub.messages:
+                try:
+                    self._index.apply(FingerprintsChanged.model_validate_json(msg.data))
+                except ValidationError:
+                    log.warning("leakage.fingerprints_unreadable", subject=msg.subject)
+                if msg.metadata.num_pending == 0:  # caught up: rebuild once per burst
+                    await self._index.refresh_in_background()
+                    self._mark_loaded()
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    def _mark_loaded(self) -> None:
+        if not self._loaded.is_set():
+            self._loaded.set()
+            log.info("leakage.fingerprints_loaded", fingerprints=len(self._index))

@@ -1,8 +1,9 @@
 """Detectors: each looks at one scan request and returns Hits (where, what kind).
 
-A detector never decides what to do about a hit; the policy in `scanner` does. New
-detectors (content fingerprints, canaries, PII) implement the same protocol and are
-added to the list `app.default_detectors` builds.
+A detector never decides what to do about a hit; the policy in `scanner` does. The
+others (content fingerprints in `content`, canaries in `canary`, secrets in
+`secret_patterns`, PII in `pii`) implement the same protocol; `app.default_detectors`
+lists them all.
 """
 
 from __future__ import annotations

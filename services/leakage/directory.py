@@ -32,6 +32,8 @@ class TenantIdentity:
     name: str
     aliases: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
+    # The tenant's leakage policy overrides, (detector[.kind], action) pairs.
+    policy: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_config(cls, config: TenantConfig) -> TenantIdentity:
@@ -40,6 +42,7 @@ class TenantIdentity:
             name=config.name,
             aliases=tuple(config.aliases),
             domains=tuple(config.domains),
+            policy=tuple(sorted(config.leakage_policy.items())),
         )
 
     def identifiers(self) -> Iterator[tuple[str, IdentifierKind]]:
@@ -74,6 +77,10 @@ class TenantDirectory:
 
     def get(self, tenant_id: str) -> TenantIdentity | None:
         return self._tenants.get(tenant_id)
+
+    def policy(self, tenant_id: str) -> dict[str, str]:
+        identity = self._tenants.get(tenant_id)
+        return dict(identity.policy) if identity is not None else {}
 
     def upsert(self, identity: TenantIdentity) -> None:
         if self._tenants.get(identity.tenant_id) != identity:

@@ -1,18 +1,26 @@
-"""leakage's subscriber: a thin wrapper over Scanner.scan, auditing every finding."""
+"""leakage's subscriber: a thin wrapper over Scanner.scan, auditing every finding.
+
+Each finding is its own audit event (detector, kind, where, offsets, action), so a
+tenant's export lists them one per row; one more event per scan holds the totals. A
+text holding thousands of e-mail addresses would flood the trail, so the itemised
+events stop at MAX_ITEMISED per scan and the totals say how many were left out.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from faststream.nats import NatsRouter
 
-from services.leakage.scanner import Scanner, summary
+from services.leakage.scanner import Scanner, finding_details, summary
 from shared.audit import AuditTrail
 from shared.messages.audit import AuditEventType
 from shared.messages.leakage import ScanText, TextScanned
 from shared.service import reply_ok, rpc
 
 SERVICE = "leakage"
+MAX_ITEMISED = 50
 
 
 @dataclass
@@ -28,14 +36,30 @@ def build_router(deps: Deps) -> NatsRouter:
     async def scan(msg: ScanText) -> TextScanned:
         result = deps.scanner.scan(msg)
         if result.findings:
-            await deps.trail.record(
-                tenant_id=msg.tenant_id,
-                request_id=msg.request_id,
-                event_type=AuditEventType.LEAKAGE_DETECTED,
-                action="leakage.scan",
-                resource_type="scan",
-                resource_id=msg.location.value,
-                details=summary(msg, result),
+            details = summary(msg, result)
+            details["not_itemised"] = max(0, len(result.findings) - MAX_ITEMISED)
+            await asyncio.gather(
+                deps.trail.record(
+                    tenant_id=msg.tenant_id,
+                    request_id=msg.request_id,
+                    event_type=AuditEventType.LEAKAGE_DETECTED,
+                    action="leakage.scan",
+                    resource_type="scan",
+                    resource_id=msg.location.value,
+                    details=details,
+                ),
+                *(
+                    deps.trail.record(
+                        tenant_id=msg.tenant_id,
+                        request_id=msg.request_id,
+                        event_type=AuditEventType.LEAKAGE_DETECTED,
+                        action="leakage.finding",
+                        resource_type=finding.detector,
+                        resource_id=finding.kind,
+                        details=finding_details(finding),
+                    )
+                    for finding in result.findings[:MAX_ITEMISED]
+                ),
             )
         return reply_ok(
             TextScanned, msg, verdict=result.verdict, text=result.text, findings=result.findings

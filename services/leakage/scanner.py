@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from services.leakage.detectors import Detector
+from services.leakage.canary import Canaries
+from services.leakage.detectors import Detector, Hit
 from shared.messages.audit import DetailValue
-from shared.messages.leakage import Finding, ScanText, Verdict
+from shared.messages.leakage import Finding, ScanLocation, ScanText, Verdict
 
-# Another tenant's identity or data stops the request; a secret is cut out and the
-# request goes on. A detector missing from the policy fails closed (BLOCK).
+# Platform defaults. Another tenant's identity or data stops the request; a secret or
+# PII is cut out and the request goes on. A detector missing here fails closed (BLOCK).
 POLICY: Mapping[str, Verdict] = {
     "foreign_tenant": Verdict.BLOCK,
     "foreign_chunk": Verdict.BLOCK,
+    "foreign_content": Verdict.BLOCK,
+    "canary": Verdict.BLOCK,
     "secret": Verdict.REDACT,
+    "pii": Verdict.REDACT,
 }
-_STRENGTH = {Verdict.ALLOW: 0, Verdict.REDACT: 1, Verdict.BLOCK: 2}
+# Proof of a cross-tenant read: no tenant's own policy may soften these. (A tenant may
+# flag rather than block another tenant's *name*: partners on the platform mention
+# each other; a chunk from another tenant's collection is never legitimate.)
+FIXED: frozenset[str] = frozenset({"foreign_chunk", "canary"})
+_STRENGTH = {Verdict.ALLOW: 0, Verdict.FLAG: 1, Verdict.REDACT: 2, Verdict.BLOCK: 3}
+# Typed placeholders readers understand; other findings get [DETECTOR:kind].
+_PLACEHOLDERS = {"pii": "[{kind}]", "foreign_content": "[FOREIGN_CONTENT]"}
+
+PolicySource = Callable[[str], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -28,7 +40,10 @@ class ScanResult:
 
 
 def placeholder(finding: Finding) -> str:
-    return f"[{finding.detector.upper()}:{finding.kind}]"
+    template = _PLACEHOLDERS.get(finding.detector, "[{detector}:{kind_lower}]")
+    return template.format(
+        kind=finding.kind.upper(), detector=finding.detector.upper(), kind_lower=finding.kind
+    )
 
 
 def redact(text: str, findings: Sequence[Finding]) -> str:
@@ -47,14 +62,41 @@ def redact(text: str, findings: Sequence[Finding]) -> str:
     return "".join(pieces)
 
 
+def action_for(hit: Hit, overrides: Mapping[str, str]) -> Verdict:
+    """The tenant's override for detector.kind, else for detector, else the default."""
+    default = POLICY.get(hit.detector, Verdict.BLOCK)
+    if hit.detector in FIXED:
+        return default
+    chosen = overrides.get(f"{hit.detector}.{hit.kind}") or overrides.get(hit.detector)
+    try:
+        return Verdict(chosen) if chosen and chosen != Verdict.ALLOW else default
+    except ValueError:
+        return default  # promptconfig validates the values; never fail open on a bad one
+
+
 class Scanner:
     def __init__(
-        self, detectors: Sequence[Detector], policy: Mapping[str, Verdict] = POLICY
+        self,
+        detectors: Sequence[Detector],
+        policies: PolicySource | None = None,
+        canaries: Canaries | None = None,
     ) -> None:
         self._detectors = list(detectors)
-        self._policy = policy
+        self._policies = policies or (lambda _tenant_id: {})
+        self._canaries = canaries
+
+    @property
+    def detectors(self) -> list[Detector]:
+        return list(self._detectors)
 
     def scan(self, request: ScanText) -> ScanResult:
+        """Offsets in findings refer to the text as scanned; for a response that is the
+        text after the tenant's own canaries were cut out (what the client would get)."""
+        if self._canaries is not None and request.location is ScanLocation.RESPONSE:
+            stripped = self._canaries.strip_own(request.tenant_id, request.text)
+            if stripped != request.text:
+                request = request.model_copy(update={"text": stripped})
+        overrides = self._policies(request.tenant_id)
         findings = sorted(
             (
                 Finding(
@@ -63,7 +105,7 @@ class Scanner:
                     location=hit.location,
                     start=hit.start,
                     end=hit.end,
-                    action=self._policy.get(hit.detector, Verdict.BLOCK),
+                    action=action_for(hit, overrides),
                 )
                 for detector in self._detectors
                 for hit in detector.detect(request)
@@ -88,3 +130,15 @@ def summary(request: ScanText, result: ScanResult) -> dict[str, DetailValue]:
     counts = Counter(f"{f.detector}.{f.kind}" for f in result.findings)
     details.update(sorted(counts.items()))
     return details
+
+
+def finding_details(finding: Finding) -> dict[str, DetailValue]:
+    """One finding's audit details: where and what kind, never the text."""
+    return {
+        "detector": finding.detector,
+        "kind": finding.kind,
+        "location": finding.location.value,
+        "start": finding.start,
+        "end": finding.end,
+        "action": finding.action.value,
+    }

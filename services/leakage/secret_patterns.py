@@ -2,6 +2,7 @@
 
 Typed patterns come first and win over the generic `password = ...` assignment pattern
 when they overlap, so `api_key = "sk-ant-..."` is reported once, as an anthropic_key.
+Unlabelled random-looking tokens (`entropy`) come last, only where nothing else matched.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import string
 from dataclasses import dataclass
 
 from services.leakage.detectors import Hit
+from services.leakage.entropy import high_entropy_tokens
 from services.leakage.matcher import fold
 from shared.messages.leakage import ScanText
 
@@ -139,6 +141,9 @@ class SecretDetector:
             end = start + len(value)
             if _is_real_value(value, quoted=group != "bare") and free(start, end):
                 spans.append((start, end, _kind_of(match.group("key"))))
+        for start, end in high_entropy_tokens(text):
+            if free(start, end):
+                spans.append((start, end, "high_entropy_token"))
         return [
             Hit(self.name, kind, request.location, start, end) for start, end, kind in sorted(spans)
         ]

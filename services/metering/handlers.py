@@ -175,7 +175,7 @@ def _cost_event(msg: SettleUsage, outcome: Settled, deps: Deps) -> CostRecorded:
 
 
 def _budget_subject(msg: SettleUsage) -> str:
-    return subjects.event(msg.tenant_id, "budget")
+    return subjects.budget_event(msg.tenant_id)
 
 
 def _budget_event(msg: SettleUsage, outcome: Settled, threshold: int) -> BudgetAlerted:

@@ -137,7 +137,7 @@ async def onboard(
         saga.completed("audit")
         await ports.publish(
             TenantOnboarded(**ids, name=msg.name, tier=msg.tier, admin_email=msg.admin_email),
-            subjects.event(msg.tenant_id, "lifecycle"),
+            subjects.lifecycle_event(msg.tenant_id),
         )
         saga.completed("event")
     except Exception as exc:
@@ -257,6 +257,6 @@ async def offboard(
         details={k: v for k, v in removed.items()},
     )
     await ports.publish(
-        TenantOffboarded(**ids, removed=removed), subjects.event(msg.tenant_id, "lifecycle")
+        TenantOffboarded(**ids, removed=removed), subjects.lifecycle_event(msg.tenant_id)
     )
     return DeletionReceipt(**ids, removed=removed, existed=existed)

@@ -73,6 +73,9 @@ class VectorStore(Protocol):
     async def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
         """Write chunks, creating the tenant's collection (cosine, `dim` wide) if needed."""
 
+    async def create(self, tenant_id: str, dim: int) -> bool:
+        """Create the tenant's (empty) collection; False if it already existed."""
+
     async def delete_document(self, tenant_id: str, document_id: str, from_index: int = 0) -> int:
         """Remove the document's chunks with chunk_index >= from_index; return how many."""
 
@@ -122,6 +125,9 @@ class QdrantStore:
     async def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
         await self._call(self._upsert, collection_name(tenant_id), chunks, dim)
 
+    async def create(self, tenant_id: str, dim: int) -> bool:
+        return await self._call(self._create, collection_name(tenant_id), dim)
+
     async def delete_document(self, tenant_id: str, document_id: str, from_index: int = 0) -> int:
         return await self._call(
             self._delete_document, collection_name(tenant_id), document_id, from_index
@@ -161,6 +167,11 @@ class QdrantStore:
                 ],
                 wait=True,
             )
+
+    def _create(self, client: QdrantClient, name: str, dim: int) -> bool:
+        existed = client.collection_exists(name)
+        self._ensure_collection(client, name, dim)
+        return not existed
 
     def _ensure_collection(self, client: QdrantClient, name: str, dim: int) -> None:
         if client.collection_exists(name):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from services.leakage.canary import Canaries
 from services.retrieval.adapters import QdrantStore, VectorStore
 from services.retrieval.chunking import ChunkingConfig
 from services.retrieval.embedding import Embedder, HashingEmbedder
 from services.retrieval.handlers import SERVICE, Deps, build_router
 from services.retrieval.settings import RetrievalSettings
+from shared import subjects
 from shared.audit import AuditTrail
-from shared.bus import make_broker
+from shared.bus import make_broker, publish_event
 from shared.logging import get_logger
+from shared.messages.leakage import FingerprintsChanged
 from shared.service import Service
 
 log = get_logger("tenantry.retrieval")
@@ -33,6 +36,11 @@ def bootstrap(
 ) -> Service:
     settings = settings or RetrievalSettings()
     broker = make_broker(settings, SERVICE)
+
+    async def publish(event: FingerprintsChanged) -> None:
+        await publish_event(broker, event, subjects.fingerprints_event(event.tenant_id))
+
+    secret = settings.canary_secret.get_secret_value().encode()
     deps = Deps(
         store=store,  # type: ignore[arg-type]  # opened in on_start when not given
         embedder=embedder or HashingEmbedder(settings.embed_dim),
@@ -42,6 +50,8 @@ def bootstrap(
             overlap_chars=settings.chunk_overlap_chars,
         ),
         trail=AuditTrail(broker, SERVICE),
+        publish=publish,
+        canaries=Canaries(secret) if settings.plant_canaries else None,
     )
     service = Service(SERVICE, settings, broker)
     owned: list[QdrantStore] = []

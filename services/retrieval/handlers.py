@@ -1,21 +1,33 @@
 """retrieval's subscribers: thin wrappers over the index functions, each leaving an audit event.
 
-Audit details hold counts and ids only, never document text or query text.
+Audit details hold counts and ids only, never document text or query text. Ingest and
+deletes also tell leakage what the tenant now holds (content fingerprints, durable on
+evt.<tid>.fingerprints), so another tenant's response quoting it can be caught.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from faststream.nats import NatsRouter
 
-from services.retrieval import index
+from services.leakage.canary import Canaries
+from services.retrieval import fingerprints, index
 from services.retrieval.adapters import DimensionMismatch, VectorStore, collection_name
 from services.retrieval.chunking import ChunkingConfig
 from services.retrieval.embedding import Embedder
 from shared.audit import AuditTrail
 from shared.messages.audit import AuditEventType, AuditStatus, DetailValue
 from shared.messages.base import ErrorCode, ErrorInfo
+from shared.messages.leakage import FingerprintsChanged
+from shared.messages.lifecycle import (
+    DeprovisionTenant,
+    ProvisionTenant,
+    TenantDeprovisioned,
+    TenantProvisioned,
+)
 from shared.messages.retrieval import (
     Chunk,
     ChunksFound,
@@ -30,6 +42,10 @@ from shared.messages.retrieval import (
 from shared.service import error_reply, reply_ok, rpc
 
 SERVICE = "retrieval"
+# Fingerprinting runs in a worker thread once a batch is big enough to matter.
+_INLINE_FINGERPRINT_CHARS = 50_000
+
+Publish = Callable[[FingerprintsChanged], Awaitable[None]]
 
 
 @dataclass
@@ -38,6 +54,9 @@ class Deps:
     embedder: Embedder
     chunking: ChunkingConfig
     trail: AuditTrail
+    # Durable publish of content fingerprints for leakage (evt.<tid>.fingerprints).
+    publish: Publish
+    canaries: Canaries | None = None
 
 
 def build_router(deps: Deps) -> NatsRouter:
@@ -48,7 +67,12 @@ def build_router(deps: Deps) -> NatsRouter:
         ids = [doc.document_id for doc in msg.documents]
         try:
             done = await index.ingest(
-                deps.store, deps.embedder, deps.chunking, msg.tenant_id, msg.documents
+                deps.store,
+                deps.embedder,
+                deps.chunking,
+                msg.tenant_id,
+                msg.documents,
+                deps.canaries,
             )
         except (index.InvalidDocuments, DimensionMismatch) as exc:
             await _record_ingest(deps.trail, msg, ids, error=str(exc))
@@ -63,6 +87,16 @@ def build_router(deps: Deps) -> NatsRouter:
                 msg.request_id,
                 ErrorInfo(code=code, message=str(exc)),
             )
+        # After the store write: leakage must know what the tenant now holds. A failed
+        # publish fails the request (the client retries; re-ingest is idempotent).
+        if sum(len(doc.text) for doc in msg.documents) > _INLINE_FINGERPRINT_CHARS:
+            events = await asyncio.to_thread(
+                fingerprints.document_events, msg.tenant_id, msg.request_id, msg.documents
+            )
+        else:
+            events = fingerprints.document_events(msg.tenant_id, msg.request_id, msg.documents)
+        for event in events:  # in order: a big document's first event replaces, rest append
+            await deps.publish(event)
         await _record_ingest(
             deps.trail,
             msg,
@@ -107,6 +141,7 @@ def build_router(deps: Deps) -> NatsRouter:
     @rpc(router, SERVICE, "delete_document", DeleteDocument, DocumentDeleted, deps.trail)
     async def delete_document(msg: DeleteDocument) -> DocumentDeleted:
         removed = await index.delete_document(deps.store, msg.tenant_id, msg.document_id)
+        await deps.publish(fingerprints.withdrawn(msg.tenant_id, msg.request_id, msg.document_id))
         await deps.trail.record(
             tenant_id=msg.tenant_id,
             request_id=msg.request_id,
@@ -121,6 +156,7 @@ def build_router(deps: Deps) -> NatsRouter:
     @rpc(router, SERVICE, "delete_collection", DeleteCollection, CollectionDeleted, deps.trail)
     async def delete_collection(msg: DeleteCollection) -> CollectionDeleted:
         existed, removed = await index.delete_collection(deps.store, msg.tenant_id)
+        await deps.publish(fingerprints.withdrawn(msg.tenant_id, msg.request_id, None))
         await deps.trail.record(
             tenant_id=msg.tenant_id,
             request_id=msg.request_id,
@@ -131,6 +167,36 @@ def build_router(deps: Deps) -> NatsRouter:
             details={"existed": existed, "chunks_deleted": removed},
         )
         return reply_ok(CollectionDeleted, msg, existed=existed, chunks_deleted=removed)
+
+    # Onboarding and offboarding (promptconfig's saga); both idempotent.
+    @rpc(router, SERVICE, "provision", ProvisionTenant, TenantProvisioned, deps.trail)
+    async def provision(msg: ProvisionTenant) -> TenantProvisioned:
+        created = await deps.store.create(msg.tenant_id, deps.embedder.dim)
+        await deps.trail.record(
+            tenant_id=msg.tenant_id,
+            request_id=msg.request_id,
+            event_type=AuditEventType.CONFIGURATION_CHANGE,
+            action="collection.provision",
+            resource_type="collection",
+            resource_id=collection_name(msg.tenant_id),
+            details={"created": created},
+        )
+        return reply_ok(TenantProvisioned, msg, created=created)
+
+    @rpc(router, SERVICE, "deprovision", DeprovisionTenant, TenantDeprovisioned, deps.trail)
+    async def deprovision(msg: DeprovisionTenant) -> TenantDeprovisioned:
+        existed, removed = await index.delete_collection(deps.store, msg.tenant_id)
+        await deps.publish(fingerprints.withdrawn(msg.tenant_id, msg.request_id, None))
+        await deps.trail.record(
+            tenant_id=msg.tenant_id,
+            request_id=msg.request_id,
+            event_type=AuditEventType.DELETION,
+            action="collection.deprovision",
+            resource_type="collection",
+            resource_id=collection_name(msg.tenant_id),
+            details={"existed": existed, "chunks_deleted": removed},
+        )
+        return reply_ok(TenantDeprovisioned, msg, removed=removed)
 
     return router
 

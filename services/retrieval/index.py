@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.leakage.canary import Canaries
 from services.retrieval.adapters import Hit, StoredChunk, VectorStore
 from services.retrieval.chunking import ChunkingConfig, chunk_text
 from services.retrieval.embedding import Embedder
@@ -44,9 +45,13 @@ async def ingest(
     chunking: ChunkingConfig,
     tenant_id: str,
     documents: Sequence[Document],
+    canaries: Canaries | None = None,
 ) -> Ingested:
     """(Re)index documents. New chunks are written before stale ones are removed, so a
-    re-ingested document is never briefly missing from search."""
+    re-ingested document is never briefly missing from search.
+
+    With `canaries`, each stored chunk's text ends with the tenant's canary token (the
+    vector is of the text without it, so search quality is unchanged)."""
     seen: set[str] = set()
     per_document: list[tuple[Document, list[str]]] = []
     for doc in documents:
@@ -73,7 +78,7 @@ async def ingest(
                     tenant_id=tenant_id,
                     document_id=doc.document_id,
                     chunk_index=index,
-                    text=piece,
+                    text=canaries.plant(tenant_id, piece) if canaries else piece,
                     vector=vectors[len(chunks)],
                     metadata=dict(doc.metadata),
                 )

@@ -28,6 +28,14 @@ class RetrievalSettings(TenantrySettings):
     chunk_overlap_chars: int = Field(
         default=120, ge=0, description="Text repeated from the end of the previous chunk."
     )
+    # Shared with leakage (same variable): retrieval plants canaries, leakage spots them.
+    # The base settings refuse the placeholder default in production.
+    canary_secret: SecretStr = Field(
+        default=SecretStr("dev"), description="Platform secret the canary tokens derive from."
+    )
+    plant_canaries: bool = Field(
+        default=True, description="Append the tenant's canary token to every stored chunk."
+    )
 
     @model_validator(mode="after")
     def _chunk_sizes(self) -> RetrievalSettings:

@@ -123,7 +123,7 @@ async def test_another_tenants_identity_blocks_and_own_is_fine(
     assert [(f.detector, f.kind) for f in named.findings] == [("foreign_tenant", "tenant_name")]
 
     mixed = await scan(client_broker, a, f"Mail ops@{b_domain} or ask Brask Shipping.")
-    assert {f.kind for f in mixed.findings} == {"domain", "alias"}
+    assert {f.kind for f in mixed.findings} == {"domain", "alias", "email"}
     assert mixed.verdict is Verdict.BLOCK
 
     # B may of course talk about itself.

@@ -15,6 +15,7 @@ import pytest_asyncio
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 
+from services.leakage.canary import Canaries
 from services.retrieval import index
 from services.retrieval.adapters import DimensionMismatch, QdrantStore, StoredChunk
 from services.retrieval.app import bootstrap
@@ -25,6 +26,12 @@ from services.retrieval.settings import RetrievalSettings
 from shared import subjects
 from shared.bus import call
 from shared.messages.base import Envelope, ErrorCode, Reply
+from shared.messages.lifecycle import (
+    DeprovisionTenant,
+    ProvisionTenant,
+    TenantDeprovisioned,
+    TenantProvisioned,
+)
 from shared.messages.retrieval import (
     ChunksFound,
     CollectionDeleted,
@@ -41,6 +48,7 @@ from shared.service import Service
 pytestmark = pytest.mark.integration
 
 R = TypeVar("R", bound=Reply)
+CANARIES = Canaries(RetrievalSettings().canary_secret.get_secret_value().encode())
 VERBS = ("ingest", "search", "delete_document", "delete_collection")
 
 # Measured 0.906 recall@5 (MRR 0.80) on tests/data/retrieval_labelled.json; the floor
@@ -191,7 +199,9 @@ async def test_reingest_replaces_and_deletes_count_chunks(
         ChunksFound,
     )
     handbook = [c for c in found.chunks if c.document_id == "acme-handbook"]
-    assert [c.text for c in handbook] == [short.text]  # the longer version's tail is gone
+    # The longer version's tail is gone; the stored text carries the tenant's canary.
+    assert [CANARIES.strip_own(tid, c.text) for c in handbook] == [short.text]
+    assert all(CANARIES.token(tid) in c.text for c in handbook)
     assert len(found.chunks) == 2
 
     deleted = await ask(
@@ -357,3 +367,27 @@ async def test_recall_on_the_labelled_set_stays_above_the_floor(tmp_path: Path) 
     assert report.queries >= 40 and report.documents >= 40
     assert report.recall_at_k >= RECALL_FLOOR, report.misses
     assert report.mrr >= 0.7
+
+
+async def test_provision_and_deprovision_are_idempotent(
+    retrieval: Service, client_broker: NatsBroker, new_tenant_id: Callable[[str], str]
+) -> None:
+    tid = new_tenant_id("life")
+    first = await ask(client_broker, "provision", ProvisionTenant(tenant_id=tid), TenantProvisioned)
+    again = await ask(client_broker, "provision", ProvisionTenant(tenant_id=tid), TenantProvisioned)
+    assert first.ok and first.created and again.ok and not again.created
+    done = await ask(
+        client_broker,
+        "ingest",
+        IngestDocuments(tenant_id=tid, documents=ACME_DOCS[:1]),
+        DocumentsIngested,
+    )
+    assert done.ok, done.error
+    gone = await ask(
+        client_broker, "deprovision", DeprovisionTenant(tenant_id=tid), TenantDeprovisioned
+    )
+    assert gone.ok and gone.removed == done.chunks
+    twice = await ask(
+        client_broker, "deprovision", DeprovisionTenant(tenant_id=tid), TenantDeprovisioned
+    )
+    assert twice.ok and twice.removed == 0

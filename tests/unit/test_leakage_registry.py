@@ -6,7 +6,7 @@ import pytest
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from services.leakage.adapters import UnreadableEntry, parse_entry
-from services.leakage.directory import TenantIdentity
+from services.leakage.directory import TenantDirectory, TenantIdentity
 from services.promptconfig.templates import DEFAULT_TEMPLATE
 from services.promptconfig.tiers import DEFAULT_MODELS, TIER_LIMITS
 from shared.messages.tenants import TenantConfig, Tier
@@ -26,7 +26,7 @@ def entry(key: str, value: bytes | None, operation: str | None = None) -> KeyVal
     )
 
 
-def config_json(tid: str) -> bytes:
+def config_json(tid: str, policy: dict[str, str] | None = None) -> bytes:
     config = TenantConfig(
         tenant_id=tid,
         version=1,
@@ -38,6 +38,7 @@ def config_json(tid: str) -> bytes:
         allowed_models=DEFAULT_MODELS,
         default_model=DEFAULT_MODELS[0],
         limits=TIER_LIMITS[Tier.PRO],
+        leakage_policy=policy or {},
     )
     return config.model_dump_json().encode()
 
@@ -46,6 +47,19 @@ def test_a_put_becomes_an_identity() -> None:
     assert parse_entry(entry("acme", config_json("acme"))) == TenantIdentity(
         "acme", "Acme Corp", ("Acme",), ("acme.com",)
     )
+
+
+def test_the_tenants_leakage_policy_comes_with_its_identity() -> None:
+    parsed = parse_entry(entry("acme", config_json("acme", {"pii": "flag", "secret": "block"})))
+    assert parsed is not None and dict(parsed.policy) == {"pii": "flag", "secret": "block"}
+    directory = TenantDirectory([parsed])
+    assert directory.policy("acme") == {"pii": "flag", "secret": "block"}
+    assert directory.policy("unknown") == {}
+
+
+def test_a_policy_action_outside_block_redact_flag_is_refused_at_the_registry() -> None:
+    with pytest.raises(ValueError):
+        config_json("acme", {"pii": "allow"})
 
 
 @pytest.mark.parametrize("operation", [KV_DEL, KV_PURGE])

@@ -34,6 +34,12 @@ class FakeVectorStore:
         for chunk in chunks:
             collection[chunk.chunk_id] = chunk
 
+    async def create(self, tenant_id: str, dim: int) -> bool:
+        existed = tenant_id in self.collections
+        self.collections.setdefault(tenant_id, {})
+        self.dims.setdefault(tenant_id, dim)
+        return not existed
+
     async def delete_document(self, tenant_id: str, document_id: str, from_index: int = 0) -> int:
         collection = self.collections.get(tenant_id, {})
         doomed = [
