@@ -16,6 +16,7 @@ from shared import subjects
 from shared.client import TenantClient
 from shared.launcher import Platform
 from shared.messages.access import CredentialsIssued
+from shared.messages.lifecycle import OnboardTenant
 from shared.messages.retrieval import Document
 from shared.messages.tenants import Tier
 from shared.ops import OpsClient
@@ -174,3 +175,32 @@ async def test_anonymous_and_wrong_passwords_are_refused(platform: Platform, two
             await nats.connect(
                 platform.nats_url, allow_reconnect=False, max_reconnect_attempts=0, **kwargs
             )
+
+
+async def test_offboarding_locks_the_tenant_out_and_removes_its_data(platform: Platform) -> None:
+    tid = f"leaving-{uuid.uuid4().hex[:6]}"
+    async with _ops(platform) as ops:
+        done = await ops.onboard(OnboardTenant(tenant_id=tid, name="Leaving Ltd", tier=Tier.FREE))
+        assert done.ok and done.created and done.password
+    client = TenantClient(tid, platform.nats_url, user=done.user, password=done.password)
+    await client.connect()
+    ingested = await client.ingest(
+        [Document(document_id="memo", text="Leaving Ltd closes on Friday.")]
+    )
+    assert ingested.ok and ingested.chunks == 1
+    async with _ops(platform) as ops:
+        receipt = await ops.offboard(tid)
+    assert receipt.ok and receipt.removed["credentials"] == 1 and receipt.removed["chunks"] == 1
+    for _ in range(100):
+        if not client.nc.is_connected:
+            break
+        await asyncio.sleep(0.05)
+    assert not client.nc.is_connected
+    with pytest.raises(nats.errors.Error, match="Authorization Violation"):
+        await nats.connect(
+            platform.nats_url,
+            user=done.user,
+            password=done.password,
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+        )
