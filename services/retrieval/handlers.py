@@ -155,17 +155,7 @@ def build_router(deps: Deps) -> NatsRouter:
 
     @rpc(router, SERVICE, "delete_collection", DeleteCollection, CollectionDeleted, deps.trail)
     async def delete_collection(msg: DeleteCollection) -> CollectionDeleted:
-        existed, removed = await index.delete_collection(deps.store, msg.tenant_id)
-        await deps.publish(fingerprints.withdrawn(msg.tenant_id, msg.request_id, None))
-        await deps.trail.record(
-            tenant_id=msg.tenant_id,
-            request_id=msg.request_id,
-            event_type=AuditEventType.DELETION,
-            action="collection.delete",
-            resource_type="collection",
-            resource_id=collection_name(msg.tenant_id),
-            details={"existed": existed, "chunks_deleted": removed},
-        )
+        existed, removed = await _drop_collection(deps, msg, "collection.delete")
         return reply_ok(CollectionDeleted, msg, existed=existed, chunks_deleted=removed)
 
     # Onboarding and offboarding (promptconfig's saga); both idempotent.
@@ -185,17 +175,7 @@ def build_router(deps: Deps) -> NatsRouter:
 
     @rpc(router, SERVICE, "deprovision", DeprovisionTenant, TenantDeprovisioned, deps.trail)
     async def deprovision(msg: DeprovisionTenant) -> TenantDeprovisioned:
-        existed, removed = await index.delete_collection(deps.store, msg.tenant_id)
-        await deps.publish(fingerprints.withdrawn(msg.tenant_id, msg.request_id, None))
-        await deps.trail.record(
-            tenant_id=msg.tenant_id,
-            request_id=msg.request_id,
-            event_type=AuditEventType.DELETION,
-            action="collection.deprovision",
-            resource_type="collection",
-            resource_id=collection_name(msg.tenant_id),
-            details={"existed": existed, "chunks_deleted": removed},
-        )
+        _, removed = await _drop_collection(deps, msg, "collection.deprovision")
         return reply_ok(TenantDeprovisioned, msg, removed=removed)
 
     return router
@@ -220,3 +200,21 @@ async def _record_ingest(
         resource_id=ids[0] if len(ids) == 1 else "",
         details={**(details or {}), "document_ids": ",".join(ids)[:500]},
     )
+
+
+async def _drop_collection(
+    deps: Deps, msg: DeleteCollection | DeprovisionTenant, action: str
+) -> tuple[bool, int]:
+    """Drop the tenant's collection, withdraw its fingerprints, audit; idempotent."""
+    existed, removed = await index.delete_collection(deps.store, msg.tenant_id)
+    await deps.publish(fingerprints.withdrawn(msg.tenant_id, msg.request_id, None))
+    await deps.trail.record(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        event_type=AuditEventType.DELETION,
+        action=action,
+        resource_type="collection",
+        resource_id=collection_name(msg.tenant_id),
+        details={"existed": existed, "chunks_deleted": removed},
+    )
+    return existed, removed
