@@ -226,12 +226,18 @@ class OpsClient:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 50,
+        of_request: str = "",
     ) -> AuditPage:
         return await call(
             self.nc,
             subjects.service("audit", "query", tenant_id),
             QueryAudit(
-                tenant_id=tenant_id, event_type=event_type, since=since, until=until, limit=limit
+                tenant_id=tenant_id,
+                event_type=event_type,
+                since=since,
+                until=until,
+                limit=limit,
+                of_request=of_request,
             ),
             AuditPage,
             self._timeout,

@@ -1,7 +1,9 @@
 -- One row per CostRecorded event (shared/messages/metering.py), append-only.
 -- Money is an exact integer of nano-USD (1e-9 USD), never a float. Int64 rather
 -- than UInt64 so a later credit/correction row can be negative and sums stay signed.
--- Retention: TENANTRY_COST_RETENTION_DAYS re-sets the TTL at start, as for audit_events.
+-- Exactly-once as for audit_events: the writer skips stored event ids, and one batch is
+-- one part (partitioned by insert month) so the rollup below sees each row once.
+-- Retention: TENANTRY_COST_RETENTION_DAYS re-sets the TTL at start.
 CREATE TABLE IF NOT EXISTS tenantry.cost_events
 (
     event_id                    String,
@@ -16,9 +18,10 @@ CREATE TABLE IF NOT EXISTS tenantry.cost_events
     cost_nanousd                Int64,
     price_version               LowCardinality(String),
     schema_version              UInt16,
-    recorded_at                 DateTime64(3, 'UTC') DEFAULT now64(3)
+    recorded_at                 DateTime64(3, 'UTC')
 )
 ENGINE = MergeTree
-PARTITION BY toYYYYMM(occurred_at)
+PARTITION BY toYYYYMM(recorded_at)
 ORDER BY (tenant_id, occurred_at, event_id)
-TTL occurred_at + INTERVAL 365 DAY;
+TTL occurred_at + INTERVAL 365 DAY
+SETTINGS non_replicated_deduplication_window = 10000;

@@ -32,9 +32,12 @@ log = get_logger("tenantry.audit.store")
 
 
 class AuditStore(Protocol):
-    async def insert_audit(self, rows: Sequence[Row]) -> None: ...
+    async def insert_audit(self, rows: Sequence[Row], token: str = "") -> None: ...
 
-    async def insert_cost(self, rows: Sequence[Row]) -> None: ...
+    async def insert_cost(self, rows: Sequence[Row], token: str = "") -> None: ...
+
+    async def command(self, sql: str) -> None:
+        """Run one administrative statement (OPTIMIZE in tests and benchmarks)."""
 
     async def select(self, sql: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run a read-only query with bound parameters; rows as tuples."""
@@ -64,6 +67,7 @@ class ClickHouseStore:
             ran = await store._run(
                 schema.apply, store._command, store._engine_full, schema_dir, retention_days
             )
+            await store._run(store._check_columns)
         except BaseException:
             await store.close()
             raise
@@ -81,6 +85,22 @@ class ClickHouseStore:
     def _command(self, sql: str) -> None:
         self._client.command(sql)
 
+    def _check_columns(self) -> None:
+        """Fail fast on tables made by an older build: CREATE IF NOT EXISTS keeps them,
+        and every insert would then fail (and be dead-lettered) instead."""
+        for table, columns in ((AUDIT_TABLE, AUDIT_COLUMNS), (COST_TABLE, COST_COLUMNS)):
+            result = self._client.query(
+                "SELECT name FROM system.columns WHERE database = {db:String} "
+                "AND table = {table:String}",
+                parameters={"db": DATABASE, "table": table},
+            )
+            missing = set(columns) - {str(r[0]) for r in result.result_rows}
+            if missing:
+                raise schema.SchemaError(
+                    f"{DATABASE}.{table} predates this build (no {', '.join(sorted(missing))}): "
+                    "migrate it, or recreate the embedded data folder"
+                )
+
     def _engine_full(self, table: str) -> str:
         result = self._client.query(
             "SELECT engine_full FROM system.tables "
@@ -89,17 +109,29 @@ class ClickHouseStore:
         )
         return str(result.result_rows[0][0]) if result.result_rows else ""
 
-    async def insert_audit(self, rows: Sequence[Row]) -> None:
-        await self._insert(AUDIT_TABLE, AUDIT_COLUMNS, rows)
+    async def insert_audit(self, rows: Sequence[Row], token: str = "") -> None:
+        await self._insert(AUDIT_TABLE, AUDIT_COLUMNS, rows, token)
 
-    async def insert_cost(self, rows: Sequence[Row]) -> None:
-        await self._insert(COST_TABLE, COST_COLUMNS, rows)
+    async def insert_cost(self, rows: Sequence[Row], token: str = "") -> None:
+        await self._insert(COST_TABLE, COST_COLUMNS, rows, token)
 
-    async def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+    async def command(self, sql: str) -> None:
+        await self._run(self._command, sql)
+
+    async def _insert(
+        self, table: str, columns: Sequence[str], rows: Sequence[Row], token: str
+    ) -> None:
+        # The token makes ClickHouse itself drop a replay of the very same insert
+        # (non_replicated_deduplication_window in the table's SETTINGS).
+        settings = {"insert_deduplication_token": token} if token else None
         if rows:
             await self._run(
                 lambda: self._client.insert(
-                    table, list(rows), column_names=list(columns), database=DATABASE
+                    table,
+                    list(rows),
+                    column_names=list(columns),
+                    database=DATABASE,
+                    settings=settings,
                 )
             )
 

@@ -1,4 +1,4 @@
-"""audit's subscribers: batched event ingest, dead-letter advisories, scoped queries.
+"""audit's subscribers: batched event ingest, dead-letter advisories, ops verbs.
 
 Ack-after-insert: the ingest subscribers use AckPolicy.NACK_ON_ERROR, under which
 FastStream acks the whole batch only after the handler has returned (in the
@@ -6,53 +6,41 @@ acknowledgement middleware's exit), i.e. after the ClickHouse insert and the
 dead-lettering of any malformed message have both succeeded. A failed insert nacks the
 batch with a growing delay; after MAX_DELIVER attempts nats-server's advisory sends
 it to the dead-letter stream. Nothing is acked that is not stored or dead-lettered.
+The ops verbs (query, export, verify, usage) live in verbs.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from faststream.exceptions import NackMessage
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
-from faststream.nats import NatsBroker, NatsRouter, PullSub
+from faststream.nats import NatsRouter, PullSub
 from faststream.params import NoCast
 from nats.aio.msg import Msg
 
-from services.audit import deadletter, queries
-from services.audit.adapters import AuditStore
+from services.audit import deadletter
+from services.audit.deps import SERVICE, Deps
 from services.audit.ingest import parse_batch
-from services.audit.rows import Row, audit_row, cost_row
-from services.audit.settings import AuditSettings
+from services.audit.verbs import add_verbs
 from shared import subjects
-from shared.audit import AuditTrail
 from shared.bus import durable_config, stream
 from shared.logging import get_logger
-from shared.messages.audit import AuditPage, AuditRecorded, QueryAudit, QueryUsage, UsageReport
-from shared.messages.base import Envelope, ErrorCode, ErrorInfo
+from shared.messages.audit import AuditRecorded
+from shared.messages.base import Envelope
 from shared.messages.metering import CostRecorded
-from shared.service import error_reply, reply_ok, rpc
 
-SERVICE = "audit"
+__all__ = ["SERVICE", "Deps", "build_router"]
+
 AUDIT_CONSUMER = "audit-audit-events"
 COST_CONSUMER = "audit-cost-events"
-# Room left in a reply for the envelope around the rows.
-REPLY_HEADROOM_BYTES = 16_384
 
 E = TypeVar("E", bound=Envelope)
 Handler = Callable[..., Awaitable[None]]
 
 log = get_logger("tenantry.audit")
-
-
-@dataclass
-class Deps:
-    store: AuditStore
-    trail: AuditTrail
-    broker: NatsBroker
-    settings: AuditSettings
 
 
 async def raw_batch(message: StreamMessage[list[Msg]]) -> list[Msg]:
@@ -71,18 +59,21 @@ async def store_batch(
     deps: Deps,
     messages: Sequence[Msg],
     event_type: type[E],
-    to_row: Callable[[E], Row],
-    insert: Callable[[Sequence[Row]], Awaitable[None]],
+    write: Callable[[Sequence[E]], Awaitable[int]],
 ) -> None:
-    parsed = parse_batch(messages, event_type, to_row)
+    parsed = parse_batch(messages, event_type)
+    if deps.lease is not None:
+        # A writer that lost the lease is stopping: refuse to write (the batch is
+        # nacked and redelivered to the lease's new holder).
+        deps.lease.check()
     try:
-        await insert(parsed.rows)
+        written = await write(parsed.events)
     except Exception as exc:
         delay = retry_delay(messages)
         log.warning(
             "insert.failed",
             event_type=event_type.__name__,
-            rows=len(parsed.rows),
+            rows=len(parsed.events),
             retry_in_s=delay,
             exc_info=True,
         )
@@ -99,10 +90,19 @@ async def store_batch(
             sequence=meta.sequence.stream if meta.sequence else 0,
             reason=rejected.reason,
         )
+    if written < len(parsed.events):
+        # A redelivery of rows stored before a crash or a lost ack: skipped, not doubled.
+        log.info(
+            "batch.already_stored",
+            event_type=event_type.__name__,
+            skipped=len(parsed.events) - written,
+            written=written,
+        )
     log.debug(
         "batch.stored",
         event_type=event_type.__name__,
-        rows=len(parsed.rows),
+        rows=written,
+        already_stored=len(parsed.events) - written,
         dead_lettered=len(parsed.rejected),
         duplicates=parsed.duplicates,
     )
@@ -116,7 +116,7 @@ def build_router(deps: Deps) -> NatsRouter:
             subject,
             stream=stream(subjects.EVENTS_STREAM),
             durable=durable,
-            config=durable_config(),
+            config=durable_config(deps.settings.ack_wait_s),
             pull_sub=PullSub(
                 batch_size=deps.settings.batch_size,
                 timeout=deps.settings.batch_timeout_s,
@@ -128,44 +128,16 @@ def build_router(deps: Deps) -> NatsRouter:
 
     @batch_subscriber(subjects.ALL_AUDIT_EVENTS, AUDIT_CONSUMER)
     async def store_audit_events(batch: NoCast[list[Msg]]) -> None:
-        await store_batch(deps, batch, AuditRecorded, audit_row, deps.store.insert_audit)
+        await store_batch(deps, batch, AuditRecorded, deps.writer.write_audit)
 
     @batch_subscriber(subjects.ALL_COST_EVENTS, COST_CONSUMER)
     async def store_cost_events(batch: NoCast[list[Msg]]) -> None:
-        await store_batch(deps, batch, CostRecorded, cost_row, deps.store.insert_cost)
+        await store_batch(deps, batch, CostRecorded, deps.writer.write_cost)
 
     # A queue group: with several audit replicas each advisory is handled once.
     @router.subscriber(subjects.MAX_DELIVERIES_ADVISORY, queue=SERVICE)
     async def dead_letter_after_max_deliveries(advisory: deadletter.MaxDeliveriesAdvisory) -> None:
         await deadletter.on_advisory(deps.broker, advisory)
 
-    @rpc(router, SERVICE, "query", QueryAudit, AuditPage, deps.trail)
-    async def query(msg: QueryAudit) -> AuditPage:
-        budget = deps.broker.connection.max_payload - REPLY_HEADROOM_BYTES
-        rows, total = await queries.audit_page(deps.store, msg, budget)
-        return reply_ok(AuditPage, msg, rows=rows, total=total)
-
-    @rpc(router, SERVICE, "usage", QueryUsage, UsageReport, deps.trail)
-    async def usage(msg: QueryUsage) -> UsageReport:
-        month = msg.month or queries.current_month()
-        try:
-            queries.month_bounds(month)
-        except ValueError as exc:
-            return error_reply(
-                UsageReport,
-                msg.tenant_id,
-                msg.request_id,
-                ErrorInfo(code=ErrorCode.MALFORMED_REQUEST, message=f"month {month}: {exc}"),
-            )
-        by_model, audit_events = await queries.usage(deps.store, msg, month)
-        return reply_ok(
-            UsageReport,
-            msg,
-            month=month,
-            requests=sum(m.requests for m in by_model),
-            cost_nanousd=sum(m.cost_nanousd for m in by_model),
-            audit_events=audit_events,
-            by_model=by_model,
-        )
-
+    add_verbs(router, deps)
     return router

@@ -1,19 +1,18 @@
-"""Turning a fetched batch of JetStream messages into rows, one message at a time.
+"""Turning a fetched batch of JetStream messages into events, one message at a time.
 
 Each message is parsed on its own so one malformed event cannot poison its batch:
-good ones become rows, bad ones are returned with a reason for the dead-letter path.
+good ones become events, bad ones are returned with a reason for the dead-letter path.
 No broker or ClickHouse here, so it is testable with plain objects.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 
-from services.audit.rows import Row
 from shared import subjects
 from shared.messages.base import Envelope
 from shared.service import summarise_validation
@@ -42,16 +41,14 @@ class Rejected(Generic[M]):
 
 
 @dataclass
-class ParsedBatch(Generic[M]):
-    rows: list[Row] = field(default_factory=list)
+class ParsedBatch(Generic[M, E]):
+    events: list[E] = field(default_factory=list)
     rejected: list[Rejected[M]] = field(default_factory=list)
     duplicates: int = 0
 
 
-def parse_batch(
-    messages: Sequence[M], event_type: type[E], to_row: Callable[[E], Row]
-) -> ParsedBatch[M]:
-    parsed: ParsedBatch[M] = ParsedBatch()
+def parse_batch(messages: Sequence[M], event_type: type[E]) -> ParsedBatch[M, E]:
+    parsed: ParsedBatch[M, E] = ParsedBatch()
     seen: set[str] = set()
     for message in messages:
         try:
@@ -73,5 +70,5 @@ def parse_batch(
             parsed.duplicates += 1
             continue
         seen.add(event.event_id)
-        parsed.rows.append(to_row(event))
+        parsed.events.append(event)
     return parsed

@@ -5,9 +5,8 @@ server-side; nothing a caller sends is ever spliced into SQL. Optional filters a
 written into the constant text as "match anything" defaults (empty event type, the
 widest time range) instead of being assembled per request.
 
-Reads de-duplicate by event_id (`LIMIT 1 BY event_id`, `uniqExact(event_id)`):
-delivery is at-least-once, so a batch redelivered after its insert succeeded but its
-ack was lost may store an event twice; answers still count it once.
+The writer stores each event once (writer.py), so reads count rows plainly; a
+duplicate could only come from tampering, which `verify` reports.
 """
 
 from __future__ import annotations
@@ -17,51 +16,58 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from services.audit.rows import as_utc
-from shared.messages.audit import AuditRow, ModelUsage, QueryAudit, QueryUsage
+from shared.messages.audit import AuditRow, DayUsage, ModelUsage, QueryAudit, QueryUsage
 
 # The DateTime64 range is [1900, 2299]; these bounds stand for "no bound".
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 
-AUDIT_PAGE_SQL = """
-SELECT event_id, request_id, occurred_at, event_type, service, action,
-       resource_type, resource_id, status, error, actor, details
+# The columns of an AuditRow, in to_audit_row's order (queries and exports share it).
+ROW_COLUMNS = """event_id, request_id, occurred_at, event_type, service, action,
+       resource_type, resource_id, status, error, actor, details,
+       tenant_id, client_ip, user_agent, chain_seq, prev_hash, row_hash"""
+
+AUDIT_PAGE_SQL = (
+    "SELECT "
+    + ROW_COLUMNS
+    + """
 FROM tenantry.audit_events
 WHERE tenant_id = {tenant_id:String}
   AND occurred_at >= {since:DateTime64(3, 'UTC')}
   AND occurred_at < {until:DateTime64(3, 'UTC')}
   AND ({event_type:String} = '' OR event_type = {event_type:String})
+  AND ({of_request:String} = '' OR request_id = {of_request:String})
 ORDER BY occurred_at DESC, event_id DESC
-LIMIT 1 BY event_id
 LIMIT {limit:UInt32}
 """
+)
 
 # The same WHERE as AUDIT_PAGE_SQL (kept literal, not shared by string joining).
 AUDIT_TOTAL_SQL = """
-SELECT uniqExact(event_id)
+SELECT count()
 FROM tenantry.audit_events
 WHERE tenant_id = {tenant_id:String}
   AND occurred_at >= {since:DateTime64(3, 'UTC')}
   AND occurred_at < {until:DateTime64(3, 'UTC')}
   AND ({event_type:String} = '' OR event_type = {event_type:String})
+  AND ({of_request:String} = '' OR request_id = {of_request:String})
 """
 
+# From the cost_daily rollup (SummingMergeTree: parts not merged yet hold partial
+# sums for the same key, hence sum() ... GROUP BY).
 USAGE_SQL = """
-SELECT model, count() AS requests, sum(input_tokens), sum(output_tokens), sum(cost_nanousd)
-FROM (
-    SELECT event_id, model, input_tokens, output_tokens, cost_nanousd
-    FROM tenantry.cost_events
-    WHERE tenant_id = {tenant_id:String}
-      AND occurred_at >= {start:DateTime64(3, 'UTC')}
-      AND occurred_at < {end:DateTime64(3, 'UTC')}
-    LIMIT 1 BY event_id
-)
-GROUP BY model
-ORDER BY model
+SELECT toString(day), model, sum(requests), sum(input_tokens), sum(output_tokens),
+       sum(cost_nanousd)
+FROM tenantry.cost_daily
+WHERE tenant_id = {tenant_id:String}
+  AND day >= {start:Date}
+  AND day < {end:Date}
+GROUP BY day, model
+ORDER BY day, model
 """
 
 AUDIT_COUNT_SQL = """
-SELECT uniqExact(event_id) FROM tenantry.audit_events WHERE tenant_id = {tenant_id:String}
+SELECT count() FROM tenantry.audit_events WHERE tenant_id = {tenant_id:String}
 """
 
 
@@ -72,6 +78,7 @@ def audit_params(query: QueryAudit) -> dict[str, Any]:
         "since": as_utc(query.since) if query.since else EARLIEST,
         "until": as_utc(query.until) if query.until else LATEST,
         "event_type": query.event_type.value if query.event_type else "",
+        "of_request": query.of_request,
         "limit": query.limit,
     }
 
@@ -92,7 +99,7 @@ def current_month(now: datetime | None = None) -> str:
 
 def usage_params(query: QueryUsage, month: str) -> dict[str, Any]:
     start, end = month_bounds(month)
-    return {"tenant_id": query.tenant_id, "start": start, "end": end}
+    return {"tenant_id": query.tenant_id, "start": start.date(), "end": end.date()}
 
 
 def to_audit_row(values: Sequence[Any]) -> AuditRow:
@@ -112,18 +119,41 @@ def to_audit_row(values: Sequence[Any]) -> AuditRow:
         error=error,
         actor=actor,
         details=details,
+        tenant_id=values[12],
+        client_ip=values[13],
+        user_agent=values[14],
+        chain_seq=int(values[15]),
+        prev_hash=values[16],
+        row_hash=values[17],
     )
 
 
-def to_model_usage(values: Sequence[Any]) -> ModelUsage:
-    model, requests, input_tokens, output_tokens, cost = values
-    return ModelUsage(
+def to_day_usage(values: Sequence[Any]) -> DayUsage:
+    day, model, requests, input_tokens, output_tokens, cost = values
+    return DayUsage(
+        day=str(day),
         model=model,
         requests=int(requests),
         input_tokens=int(input_tokens),
         output_tokens=int(output_tokens),
         cost_nanousd=int(cost),
     )
+
+
+def by_model(days: Sequence[DayUsage]) -> list[ModelUsage]:
+    totals: dict[str, ModelUsage] = {}
+    for d in days:
+        seen = totals.get(d.model) or ModelUsage(
+            model=d.model, requests=0, input_tokens=0, output_tokens=0, cost_nanousd=0
+        )
+        totals[d.model] = ModelUsage(
+            model=d.model,
+            requests=seen.requests + d.requests,
+            input_tokens=seen.input_tokens + d.input_tokens,
+            output_tokens=seen.output_tokens + d.output_tokens,
+            cost_nanousd=seen.cost_nanousd + d.cost_nanousd,
+        )
+    return [totals[m] for m in sorted(totals)]
 
 
 def fit_rows(rows: list[AuditRow], budget_bytes: int) -> list[AuditRow]:
@@ -156,10 +186,8 @@ async def audit_page(
     return fit_rows(rows, budget_bytes), max(total, len(rows))
 
 
-async def usage(store: Reader, query: QueryUsage, month: str) -> tuple[list[ModelUsage], int]:
-    """The month's cost by model, and the tenant's all-time audit row count."""
-    by_model = [
-        to_model_usage(r) for r in await store.select(USAGE_SQL, usage_params(query, month))
-    ]
+async def usage(store: Reader, query: QueryUsage, month: str) -> tuple[list[DayUsage], int]:
+    """The month's cost by day and model, and the tenant's all-time audit row count."""
+    days = [to_day_usage(r) for r in await store.select(USAGE_SQL, usage_params(query, month))]
     counted = await store.select(AUDIT_COUNT_SQL, {"tenant_id": query.tenant_id})
-    return by_model, int(counted[0][0]) if counted else 0
+    return days, int(counted[0][0]) if counted else 0

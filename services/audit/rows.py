@@ -18,7 +18,8 @@ DATABASE = "tenantry"
 AUDIT_TABLE = "audit_events"
 COST_TABLE = "cost_events"
 
-AUDIT_COLUMNS: tuple[str, ...] = (
+# The columns the hash chain covers, in the canonical order (services/audit/chain.py).
+AUDIT_CONTENT_COLUMNS: tuple[str, ...] = (
     "event_id",
     "request_id",
     "tenant_id",
@@ -35,6 +36,16 @@ AUDIT_COLUMNS: tuple[str, ...] = (
     "user_agent",
     "details",
     "schema_version",
+    "retention_days",
+)
+
+# What the writer adds: chain position and hashes, and the batch's insert time.
+AUDIT_COLUMNS: tuple[str, ...] = (
+    *AUDIT_CONTENT_COLUMNS,
+    "chain_seq",
+    "prev_hash",
+    "row_hash",
+    "recorded_at",
 )
 
 COST_COLUMNS: tuple[str, ...] = (
@@ -50,6 +61,7 @@ COST_COLUMNS: tuple[str, ...] = (
     "cost_nanousd",
     "price_version",
     "schema_version",
+    "recorded_at",
 )
 
 Row = tuple[Any, ...]
@@ -60,17 +72,25 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def to_millis(value: datetime) -> datetime:
+    """UTC, truncated to the millisecond: what DateTime64(3) stores. The chain hashes the
+    stored value, so it must be computed from exactly this, not the finer original."""
+    utc = as_utc(value)
+    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+
+
 def details_json(details: dict[str, Any]) -> str:
     # Sorted keys: the same details always store as the same text (diffable, groupable).
     return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def audit_row(event: AuditRecorded) -> Row:
+def audit_row(event: AuditRecorded, retention_days: int) -> Row:
+    """The chained content of one audit row (AUDIT_CONTENT_COLUMNS order)."""
     return (
         event.event_id,
         event.request_id,
         event.tenant_id,
-        as_utc(event.occurred_at),
+        to_millis(event.occurred_at),
         event.event_type.value,
         event.service,
         event.action,
@@ -83,10 +103,11 @@ def audit_row(event: AuditRecorded) -> Row:
         event.user_agent or "",
         details_json(event.details),
         event.schema_version,
+        retention_days,
     )
 
 
-def cost_row(event: CostRecorded) -> Row:
+def cost_row(event: CostRecorded, recorded_at: datetime) -> Row:
     return (
         event.event_id,
         event.request_id,
@@ -100,4 +121,5 @@ def cost_row(event: CostRecorded) -> Row:
         event.cost_nanousd,
         event.price_version,
         event.schema_version,
+        recorded_at,
     )

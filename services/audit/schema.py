@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from services.audit.rows import AUDIT_TABLE, COST_TABLE, DATABASE
+from services.audit.rows import COST_TABLE, DATABASE
 
 _NUMBERED = re.compile(r"^\d{3}_[a-z0-9_]+\.sql$")
 
@@ -82,8 +82,10 @@ def apply(
             run(statement)
             ran.append(statement)
     for table, days in retention_days.items():
-        if table not in (AUDIT_TABLE, COST_TABLE):
-            raise SchemaError(f"no retention for table {table!r}")
+        # audit_events keeps its per-row TTL (retention_days column): a table-wide
+        # MODIFY TTL would replace it, so only cost_events is managed here.
+        if table != COST_TABLE:
+            raise SchemaError(f"no table-wide retention for table {table!r}")
         if needs_ttl_change(engine_full(table), days):
             statement = ttl_statement(table, days)
             run(statement)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import ExitStack
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated
+from typing import IO, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -18,6 +18,7 @@ from rich.table import Table
 from shared.bus import ServiceCallError
 from shared.cli.common import DEFAULT_URL, NatsUrl, TenantOpt, console, fail, ops_client
 from shared.messages.audit import AuditEventType, AuditRow
+from shared.tenancy import InvalidTenantId
 
 audit = typer.Typer(help="Query, export and verify a tenant's audit trail.", no_args_is_help=True)
 
@@ -39,6 +40,16 @@ class ExportFormat(StrEnum):
     JSONL = "jsonl"
 
 
+def run(work: Coroutine[Any, Any, None]) -> None:
+    """Run one command; an unreachable or failing service is a clear error, not a trace."""
+    try:
+        asyncio.run(work)
+    except ServiceCallError as exc:
+        fail(exc.info.message)
+    except InvalidTenantId as exc:
+        fail(str(exc))  # the message escapes the raw id
+
+
 @audit.command("query")
 def audit_query(
     tenant: TenantOpt,
@@ -46,13 +57,14 @@ def audit_query(
     since: FromOpt = None,
     until: ToOpt = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    request: Annotated[str, typer.Option("--request", help="One request's trail.")] = "",
     nats_url: NatsUrl = DEFAULT_URL,
 ) -> None:
-    """Show a tenant's newest audit events, filtered by type and time range."""
+    """Show a tenant's newest audit events, by type, time range or request id."""
 
     async def go() -> None:
         async with ops_client(nats_url) as ops:
-            page = await ops.audit_query(tenant, event_type, since, until, limit)
+            page = await ops.audit_query(tenant, event_type, since, until, limit, request)
         if page.error:
             fail(page.error.message)
         table = Table(title=f"{tenant} audit ({len(page.rows)} of {page.total})")
@@ -70,7 +82,7 @@ def audit_query(
             )
         console.print(table)
 
-    asyncio.run(go())
+    run(go())
 
 
 # `show` predates `query`; kept so existing scripts keep working.
@@ -123,6 +135,8 @@ def audit_export(
         count = asyncio.run(go())
     except ServiceCallError as exc:
         fail(exc.info.message)
+    except InvalidTenantId as exc:
+        fail(str(exc))
     if out:
         console.print(f"exported {count} rows to {out}")
 
@@ -147,4 +161,4 @@ def audit_verify(tenant: TenantOpt, nats_url: NatsUrl = DEFAULT_URL) -> None:
             console.print("  … more issues not listed")
         raise typer.Exit(2)
 
-    asyncio.run(go())
+    run(go())

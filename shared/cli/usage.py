@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from shared.bus import ServiceCallError
 from shared.cli.common import DEFAULT_URL, NatsUrl, TenantOpt, console, fail, ops_client
 from shared.money import format_usd
+from shared.tenancy import InvalidTenantId
 
 
 def usage(
@@ -21,9 +23,15 @@ def usage(
 
     async def go() -> None:
         async with ops_client(nats_url) as ops:
-            report = await ops.usage(tenant, month)
-            # The budget lives in the tenant's config (promptconfig); optional here.
-            resolved = await ops.get_tenant(tenant)
+            try:
+                report = await ops.usage(tenant, month)
+            except ServiceCallError as exc:
+                fail(exc.info.message)
+            # The budget lives in the tenant's config (promptconfig): shown when it answers.
+            try:
+                config = (await ops.get_tenant(tenant)).config
+            except ServiceCallError:
+                config = None
         if report.error:
             fail(report.error.message)
         table = Table(title=f"{tenant} usage {report.month} by model")
@@ -45,10 +53,13 @@ def usage(
         for day in report.by_day:
             days.add_row(day.day, day.model, str(day.requests), format_usd(day.cost_nanousd))
         console.print(days)
-        if resolved.config is not None:
-            budget = resolved.config.limits.monthly_budget_nanousd
+        if config is not None:
+            budget = config.limits.monthly_budget_nanousd
             share = f" ({report.cost_nanousd * 100 / budget:.1f} %)" if budget else ""
             console.print(f"spent {format_usd(report.cost_nanousd)} of {format_usd(budget)}{share}")
         console.print(f"audit events (all time): {report.audit_events}")
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except InvalidTenantId as exc:
+        fail(str(exc))  # the message escapes the raw id

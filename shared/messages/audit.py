@@ -77,6 +77,11 @@ class QueryAudit(Envelope):
     since: datetime | None = Field(default=None, description="Inclusive lower bound.")
     until: datetime | None = Field(default=None, description="Exclusive upper bound.")
     limit: int = Field(default=100, ge=1, le=10_000, description="Max rows.")
+    of_request: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_-]{0,64}$",
+        description="Only rows of this request id: one request's trail, arrival to completion.",
+    )
 
 
 class AuditPage(Reply):

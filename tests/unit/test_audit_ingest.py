@@ -1,4 +1,4 @@
-"""Batch ingest with fakes: good events become rows, bad ones are dead-lettered, and a
+"""Batch ingest with fakes: good events are written, bad ones are dead-lettered, and a
 failed insert nacks the batch (with a delay) before anything is dead-lettered or acked."""
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from nats.aio.msg import Msg
 from services.audit import deadletter
 from services.audit.handlers import Deps, retry_delay, store_batch
 from services.audit.ingest import parse_batch
-from services.audit.rows import Row, audit_row
 from services.audit.settings import AuditSettings
 from shared import subjects
 from shared.messages.audit import AuditEventType, AuditRecorded
@@ -53,8 +52,8 @@ def test_parse_batch_splits_good_from_bad() -> None:
         good(4, tid="other"),
         msg(event("other").model_dump_json().encode(), subjects.audit_event("acme"), 5),
     ]
-    parsed = parse_batch(batch, AuditRecorded, audit_row)
-    assert [r[2] for r in parsed.rows] == ["acme", "other"]
+    parsed = parse_batch(batch, AuditRecorded)
+    assert [e.tenant_id for e in parsed.events] == ["acme", "other"]
     assert [r.message.metadata.sequence.stream for r in parsed.rejected] == [2, 3, 5]
     reasons = [r.reason for r in parsed.rejected]
     assert reasons[0].startswith("malformed AuditRecorded: body: Invalid JSON")
@@ -66,7 +65,7 @@ def test_parse_batch_reasons_never_echo_the_input() -> None:
     # (A bad tenant id is shown as a short escaped preview, by shared.tenancy's design.)
     secret = "sk-ant-SECRET-do-not-log"
     body = event().model_dump(mode="json") | {"status": secret, "details": secret, "x": secret}
-    parsed = parse_batch([msg(json.dumps(body).encode())], AuditRecorded, audit_row)
+    parsed = parse_batch([msg(json.dumps(body).encode())], AuditRecorded)
     (rejected,) = parsed.rejected
     assert "status" in rejected.reason and "x: Extra inputs" in rejected.reason
     assert secret not in rejected.reason
@@ -75,8 +74,8 @@ def test_parse_batch_reasons_never_echo_the_input() -> None:
 def test_parse_batch_drops_repeats_inside_one_batch() -> None:
     one = event()
     data = one.model_dump_json().encode()
-    parsed = parse_batch([msg(data, seq=1), msg(data, seq=2)], AuditRecorded, audit_row)
-    assert len(parsed.rows) == 1 and parsed.duplicates == 1
+    parsed = parse_batch([msg(data, seq=1), msg(data, seq=2)], AuditRecorded)
+    assert len(parsed.events) == 1 and parsed.duplicates == 1
 
 
 def test_retry_delay_grows_with_deliveries() -> None:
@@ -93,20 +92,24 @@ class FakeBroker:
         self.published.append((message, subject, kwargs))
 
 
-class FakeStore:
+class FakeWriter:
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
-        self.inserted: list[Row] = []
+        self.inserted: list[AuditRecorded] = []
 
-    async def insert_audit(self, rows: Sequence[Row]) -> None:
+    async def write_audit(self, events: Sequence[AuditRecorded]) -> int:
         if self.fail:
             raise ConnectionError("clickhouse is down")
-        self.inserted.extend(rows)
+        self.inserted.extend(events)
+        return len(events)
 
 
-def deps(broker: FakeBroker, store: FakeStore) -> Deps:
+def deps(broker: FakeBroker, store: FakeWriter) -> Deps:
     return Deps(
-        store=cast(Any, store),
+        store=cast(Any, None),
+        writer=cast(Any, store),
+        lease=None,
+        anchors=None,
         trail=cast(Any, None),
         broker=cast(Any, broker),
         settings=AuditSettings(),
@@ -114,9 +117,9 @@ def deps(broker: FakeBroker, store: FakeStore) -> Deps:
 
 
 async def test_store_batch_inserts_then_dead_letters_the_bad_ones() -> None:
-    broker, store = FakeBroker(), FakeStore()
+    broker, store = FakeBroker(), FakeWriter()
     batch = [good(1), msg(b"{not json", seq=2), good(3)]
-    await store_batch(deps(broker, store), batch, AuditRecorded, audit_row, store.insert_audit)
+    await store_batch(deps(broker, store), batch, AuditRecorded, store.write_audit)
     assert len(store.inserted) == 2
     (copy, record) = broker.published
     body, subject, kwargs = copy
@@ -135,10 +138,10 @@ async def test_store_batch_inserts_then_dead_letters_the_bad_ones() -> None:
 
 
 async def test_a_failed_insert_nacks_with_delay_and_dead_letters_nothing() -> None:
-    broker, store = FakeBroker(), FakeStore(fail=True)
+    broker, store = FakeBroker(), FakeWriter(fail=True)
     batch = [good(1, delivered=2), msg(b"{not json", seq=2)]
     with pytest.raises(NackMessage) as raised:
-        await store_batch(deps(broker, store), batch, AuditRecorded, audit_row, store.insert_audit)
+        await store_batch(deps(broker, store), batch, AuditRecorded, store.write_audit)
     assert raised.value.extra_options == {"delay": 4.0}  # second delivery
     # Dead-lettering waits for a successful insert: the redelivered batch will do it.
     assert broker.published == []

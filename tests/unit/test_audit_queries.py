@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from services.audit import queries
-from shared.messages.audit import AuditEventType, AuditRow, QueryAudit, QueryUsage
+from services.audit.export import EXPORT_SQL, export_params
+from services.audit.verify import VERIFY_SQL
+from shared.messages.audit import AuditEventType, AuditRow, ExportAudit, QueryAudit, QueryUsage
 
 pytestmark = pytest.mark.unit
 
@@ -18,6 +20,8 @@ ALL_SQL = (
     queries.AUDIT_TOTAL_SQL,
     queries.USAGE_SQL,
     queries.AUDIT_COUNT_SQL,
+    EXPORT_SQL,
+    VERIFY_SQL,
 )
 
 
@@ -39,6 +43,7 @@ def test_audit_params_match_the_placeholders_and_default_to_everything() -> None
         "since": queries.EARLIEST,
         "until": queries.LATEST,
         "event_type": "",
+        "of_request": "",
         "limit": 100,
     }
     assert placeholders(queries.AUDIT_PAGE_SQL) == set(params)
@@ -53,9 +58,10 @@ def test_audit_params_carry_filters_as_values() -> None:
         since=datetime(2025, 1, 1, 1, 0, tzinfo=cet),
         until=datetime(2025, 2, 1),
         limit=7,
+        of_request="req-42",
     )
     params = queries.audit_params(query)
-    assert params["event_type"] == "deletion"
+    assert params["event_type"] == "deletion" and params["of_request"] == "req-42"
     assert params["since"] == datetime(2025, 1, 1, 0, 0, tzinfo=UTC)
     assert params["until"] == datetime(2025, 2, 1, tzinfo=UTC)  # naive means UTC
     assert params["limit"] == 7
@@ -92,8 +98,8 @@ def test_usage_params() -> None:
     params = queries.usage_params(QueryUsage(tenant_id="acme"), "2025-12")
     assert params == {
         "tenant_id": "acme",
-        "start": datetime(2025, 12, 1, tzinfo=UTC),
-        "end": datetime(2026, 1, 1, tzinfo=UTC),
+        "start": date(2025, 12, 1),
+        "end": date(2026, 1, 1),
     }
     assert placeholders(queries.USAGE_SQL) == set(params)
     assert placeholders(queries.AUDIT_COUNT_SQL) == {"tenant_id"}
@@ -141,24 +147,44 @@ class FakeReader:
 
 async def test_audit_page_maps_rows_and_total() -> None:
     naive = datetime(2025, 1, 1, 12, 0)
-    page_row = ("e1", "r1", naive, "api_call", "gw", "a", "doc", "d1", "success", "", "u", "{}")
+    page_row = (
+        *("e1", "r1", naive, "api_call", "gw", "a", "doc", "d1", "success", "", "u", "{}"),
+        *("acme", "10.0.0.1", "ua", 7, "0" * 64, "f" * 64),
+    )
     reader = FakeReader({queries.AUDIT_PAGE_SQL: [page_row], queries.AUDIT_TOTAL_SQL: [(5,)]})
     rows, total = await queries.audit_page(reader, QueryAudit(tenant_id="acme"), 1_000_000)
     assert total == 5
     assert rows[0].event_id == "e1" and rows[0].occurred_at == naive.replace(tzinfo=UTC)
+    assert rows[0].chain_seq == 7 and rows[0].client_ip == "10.0.0.1"
     assert all(params["tenant_id"] == "acme" for _, params in reader.calls)
 
 
 async def test_usage_maps_models_and_counts() -> None:
     reader = FakeReader(
         {
-            queries.USAGE_SQL: [("m1", 2, 10, 20, 300), ("m2", 1, 1, 2, 3)],
+            queries.USAGE_SQL: [
+                ("2025-01-01", "m1", 2, 10, 20, 300),
+                ("2025-01-01", "m2", 1, 1, 2, 3),
+                ("2025-01-02", "m1", 1, 5, 5, 7),
+            ],
             queries.AUDIT_COUNT_SQL: [(9,)],
         }
     )
-    by_model, audit_events = await queries.usage(reader, QueryUsage(tenant_id="acme"), "2025-01")
+    days, audit_events = await queries.usage(reader, QueryUsage(tenant_id="acme"), "2025-01")
     assert audit_events == 9
-    assert [(m.model, m.requests, m.cost_nanousd) for m in by_model] == [
-        ("m1", 2, 300),
+    assert [(d.day, d.model, d.cost_nanousd) for d in days][-1] == ("2025-01-02", "m1", 7)
+    assert [(m.model, m.requests, m.cost_nanousd) for m in queries.by_model(days)] == [
+        ("m1", 3, 307),
         ("m2", 1, 3),
     ]
+
+
+def test_export_params_match_the_placeholders_and_carry_the_cursor() -> None:
+    first = export_params(ExportAudit(tenant_id="acme"))
+    assert placeholders(EXPORT_SQL) == set(first)
+    assert first["after_t"] == queries.EARLIEST and first["after_id"] == ""
+    cursor = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    later = export_params(
+        ExportAudit(tenant_id="acme", after_occurred_at=cursor, after_event_id="e9", page_size=5)
+    )
+    assert (later["after_t"], later["after_id"], later["limit"]) == (cursor, "e9", 5)

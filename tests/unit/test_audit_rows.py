@@ -8,7 +8,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from services.audit.rows import AUDIT_COLUMNS, COST_COLUMNS, audit_row, cost_row
+from services.audit.rows import (
+    AUDIT_COLUMNS,
+    AUDIT_CONTENT_COLUMNS,
+    COST_COLUMNS,
+    audit_row,
+    cost_row,
+)
 from services.audit.settings import DEFAULT_SCHEMA_DIR
 from shared.messages.audit import AuditEventType, AuditRecorded, AuditStatus
 from shared.messages.completions import Usage
@@ -42,7 +48,7 @@ def test_audit_row_maps_every_field() -> None:
         user_agent="curl/8",
         details={"b": 2, "a": "x", "ok": True, "none": None, "ratio": 0.5},
     )
-    row = as_dict(AUDIT_COLUMNS, audit_row(event))
+    row = as_dict(AUDIT_CONTENT_COLUMNS, audit_row(event, 365))
     assert row == {
         "event_id": "e1",
         "request_id": "r1",
@@ -60,6 +66,7 @@ def test_audit_row_maps_every_field() -> None:
         "user_agent": "curl/8",
         "details": '{"a":"x","b":2,"none":null,"ok":true,"ratio":0.5}',
         "schema_version": 1,
+        "retention_days": 365,
     }
 
 
@@ -71,8 +78,8 @@ def test_audit_row_defaults_and_non_ascii_details() -> None:
         action="x",
         details={"name": "Zoë"},
     )
-    row = as_dict(AUDIT_COLUMNS, audit_row(event))
-    assert row["tenant_id"] == UNATTRIBUTED
+    row = as_dict(AUDIT_CONTENT_COLUMNS, audit_row(event, 90))
+    assert row["tenant_id"] == UNATTRIBUTED and row["retention_days"] == 90
     assert row["error"] == "" and row["client_ip"] == "" and row["user_agent"] == ""
     assert json.loads(str(row["details"])) == {"name": "Zoë"}
     assert "Zoë" in str(row["details"])
@@ -90,9 +97,24 @@ def test_times_are_stored_as_utc() -> None:
     naive = local.model_copy(update={"occurred_at": datetime(2025, 1, 1, 0, 30)})
     expected = datetime(2025, 1, 1, 0, 30, tzinfo=UTC)
     for event in (local, naive):
-        stored = as_dict(AUDIT_COLUMNS, audit_row(event))["occurred_at"]
+        stored = as_dict(AUDIT_CONTENT_COLUMNS, audit_row(event, 365))["occurred_at"]
         assert isinstance(stored, datetime)
         assert stored == expected and stored.tzinfo is UTC
+
+
+def test_times_are_truncated_to_what_datetime64_3_stores() -> None:
+    # The chain hashes the stored value: a microsecond ClickHouse drops would make every
+    # row fail verification.
+    at = datetime(2025, 1, 1, 0, 0, 0, 123_999, tzinfo=UTC)
+    event = AuditRecorded(
+        tenant_id="acme",
+        event_type=AuditEventType.API_CALL,
+        service="s",
+        action="a",
+        occurred_at=at,
+    )
+    stored = as_dict(AUDIT_CONTENT_COLUMNS, audit_row(event, 365))["occurred_at"]
+    assert stored == at.replace(microsecond=123_000)
 
 
 def test_cost_row_keeps_money_as_exact_integers() -> None:
@@ -110,7 +132,9 @@ def test_cost_row_keeps_money_as_exact_integers() -> None:
         cost_nanousd=9_007_199_254_740_993,  # 2**53 + 1: a float would round it
         price_version="2025-01",
     )
-    row = as_dict(COST_COLUMNS, cost_row(event))
+    recorded = datetime(2025, 1, 2, tzinfo=UTC)
+    row = as_dict(COST_COLUMNS, cost_row(event, recorded))
+    assert row["recorded_at"] == recorded
     assert row["cost_nanousd"] == 9_007_199_254_740_993
     assert isinstance(row["cost_nanousd"], int)
     assert (
@@ -135,6 +159,5 @@ def schema_columns(file_glob: str) -> list[str]:
 )
 def test_row_columns_exist_in_the_schema(file_glob: str, columns: tuple[str, ...]) -> None:
     in_sql = schema_columns(file_glob)
-    assert set(columns) <= set(in_sql)
-    # Columns the mapping does not fill must have a DEFAULT in the SQL.
-    assert set(in_sql) - set(columns) == {"recorded_at"}
+    # The writer fills every column: none is left to a DEFAULT.
+    assert set(columns) == set(in_sql)

@@ -69,13 +69,21 @@ def test_apply_runs_files_in_order_then_only_changed_ttls() -> None:
         ran.append,
         engines.__getitem__,
         DEFAULT_SCHEMA_DIR,
-        {"audit_events": 365, "cost_events": 730},
+        {"cost_events": 730},
     )
     assert ran[0] == "CREATE DATABASE IF NOT EXISTS tenantry"
     assert ran[1].startswith("CREATE TABLE IF NOT EXISTS tenantry.audit_events")
     assert ran[2].startswith("CREATE TABLE IF NOT EXISTS tenantry.cost_events")
-    assert ran[3:] == ["ALTER TABLE tenantry.cost_events MODIFY TTL occurred_at + INTERVAL 730 DAY"]
-    assert all("IF NOT EXISTS" in statement for statement in ran[:3])
+    assert ran[3].startswith("CREATE TABLE IF NOT EXISTS tenantry.cost_daily")
+    assert ran[4].startswith("CREATE MATERIALIZED VIEW IF NOT EXISTS tenantry.cost_daily_mv")
+    assert ran[5:] == ["ALTER TABLE tenantry.cost_events MODIFY TTL occurred_at + INTERVAL 730 DAY"]
+    assert all("IF NOT EXISTS" in statement for statement in ran[:5])
+
+
+def test_audit_retention_is_per_row_never_table_wide() -> None:
+    # A MODIFY TTL on audit_events would replace the per-row (per-tier) TTL.
+    with pytest.raises(schema.SchemaError):
+        schema.apply(lambda _: None, lambda _: "", DEFAULT_SCHEMA_DIR, {"audit_events": 30})
 
 
 def test_schema_files_must_exist(tmp_path: Path) -> None:

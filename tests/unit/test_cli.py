@@ -37,7 +37,11 @@ def test_bad_tenant_id_is_refused_before_any_connection() -> None:
 
 @pytest.mark.parametrize(
     ("name", "slug"),
-    [("Acme Corp", "acme-corp"), ("  Globex,  Inc. ", "globex-inc"), ("Ünïcode Ltd", "unicode-ltd")],
+    [
+        ("Acme Corp", "acme-corp"),
+        ("  Globex,  Inc. ", "globex-inc"),
+        ("Ünïcode Ltd", "unicode-ltd"),
+    ],
 )
 def test_default_ids_are_valid_slugs(name: str, slug: str) -> None:
     assert _slug(name) == slug

@@ -1,0 +1,244 @@
+"""Audit throughput into chDB, and the time to export 1,000,000 rows.
+
+1. ingest: EVENTS audit events published through JetStream (acknowledged publishes,
+   PUBLISH_WINDOW in flight) to `python -m services.audit` running as its own process
+   (as in production) with its own chDB folder; measured from the first publish until
+   every row is stored and readable (polled over the bus). The publisher, nats-server
+   and the writer share this machine's cores.
+2. export: 1,000,000 chained rows for one tenant are written straight into that chDB
+   folder (the writer's own row and chain code, batched inserts; not timed as ingest),
+   then the service is restarted and `OpsClient.audit_export` streams them to a CSV
+   file over the bus, keyset page by page, exactly as `tenantry audit export` does.
+   Then `audit verify` walks the same 1,000,001-row chain (the export adds its own
+   data_access row).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+from faststream.nats import NatsBroker
+
+from services.audit.chain import Head, link
+from services.audit.rows import AUDIT_COLUMNS, audit_row, to_millis
+from shared import natsserver, subjects
+from shared.bus import call, publish_event
+from shared.cli.audit import ExportFormat, write_export
+from shared.messages.audit import AuditEventType, AuditPage, AuditRecorded, QueryAudit
+from shared.ops import OpsClient
+
+EVENTS = 40_000
+PUBLISH_WINDOW = 1_000
+TENANTS = 8
+EXPORT_ROWS = 1_000_000
+INSERT_CHUNK = 100_000
+BATCH_SIZE = 1_000
+
+
+def start_audit(nats_url: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "TENANTRY_NATS_URL": nats_url,
+        "TENANTRY_DATA_DIR": str(data_dir),
+        "TENANTRY_BATCH_SIZE": str(BATCH_SIZE),
+        "TENANTRY_LOG_LEVEL": "WARNING",
+        "TENANTRY_WRITER_LEASE_S": "2",
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.audit"], env=env, stdout=out, stderr=out
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=60)
+
+
+async def stored(ops: OpsClient, tenant: str) -> int:
+    try:
+        page = await call(
+            ops.nc,
+            subjects.service("audit", "query", tenant),
+            QueryAudit(tenant_id=tenant, limit=1),
+            AuditPage,
+            30,
+        )
+    except Exception:
+        return -1  # not serving yet
+    return page.total
+
+
+async def poll(probe: Callable[[], Awaitable[bool]], interval: float, timeout: float) -> None:
+    for _ in range(int(timeout / interval)):
+        if await probe():
+            return
+        await asyncio.sleep(interval)
+    raise TimeoutError("the audit service did not get there in time")
+
+
+async def wait_serving(ops: OpsClient, tenant: str) -> None:
+    async def serving() -> bool:
+        return await stored(ops, tenant) >= 0
+
+    await poll(serving, 0.2, 120)
+
+
+def event(tenant: str, i: int, at: datetime | None = None) -> AuditRecorded:
+    return AuditRecorded(
+        tenant_id=tenant,
+        event_type=AuditEventType.API_CALL,
+        service="gateway",
+        action="completion.create",
+        resource_type="completion",
+        resource_id=f"c-{i}",
+        actor="user-1",
+        client_ip="10.0.0.1",
+        details={"model": "claude-haiku-4-5", "tokens": i % 1000},
+        **({"occurred_at": at} if at else {}),
+    )
+
+
+async def publish_all(broker: NatsBroker, events: list[AuditRecorded]) -> None:
+    for at in range(0, len(events), PUBLISH_WINDOW):
+        await asyncio.gather(
+            *(
+                publish_event(broker, e, subjects.audit_event(e.tenant_id))
+                for e in events[at : at + PUBLISH_WINDOW]
+            )
+        )
+
+
+async def total_stored(ops: OpsClient, tenants: list[str]) -> int:
+    return sum([await stored(ops, t) for t in tenants])
+
+
+async def ingest(nats_url: str, data_dir: Path, log: Path) -> dict[str, Any]:
+    """Live (publisher and writer at once), then a backlog drained by a fresh writer."""
+    tenants = [f"bench-{i}" for i in range(TENANTS)]
+    broker = NatsBroker(nats_url)
+    await broker.connect()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        async with OpsClient(nats_url) as ops:
+
+            def stored_at_least(n: int) -> Callable[[], Awaitable[bool]]:
+                async def probe() -> bool:
+                    return await total_stored(ops, tenants) >= n
+
+                return probe
+
+            live_events = [event(tenants[i % TENANTS], i) for i in range(EVENTS)]
+            procs.append(proc := start_audit(nats_url, data_dir, log))
+            await wait_serving(ops, tenants[0])
+            started = time.perf_counter()
+            await publish_all(broker, live_events)
+            published = time.perf_counter() - started
+            await poll(stored_at_least(EVENTS), 0.05, 300)
+            live = time.perf_counter() - started
+            stop(proc)
+
+            await publish_all(broker, [event(tenants[i % TENANTS], i) for i in range(EVENTS)])
+            procs.append(proc := start_audit(nats_url, data_dir, log))
+            await wait_serving(ops, tenants[0])
+            started = time.perf_counter()
+            already = await total_stored(ops, tenants) - EVENTS
+            await poll(stored_at_least(2 * EVENTS), 0.05, 300)
+            drained = time.perf_counter() - started
+            stop(proc)
+    finally:
+        for running in procs:
+            if running.poll() is None:
+                stop(running)
+        await broker.stop()
+    return {
+        "events": EVENTS,
+        "tenants": TENANTS,
+        "batch_size": BATCH_SIZE,
+        "live_publish_events_per_s": round(EVENTS / published),
+        "live_stored_events_per_s": round(EVENTS / live),
+        "backlog_drain_events_per_s": round((EVENTS - already) / drained),
+    }
+
+
+def load_rows(data_dir: Path, tenant: str) -> float:
+    """EXPORT_ROWS chained rows for `tenant`, straight into chDB. Returns seconds."""
+    started = time.perf_counter()
+    client = clickhouse_connect.get_client(dsn=f"chdb://{(data_dir / 'clickhouse').resolve()}")
+    try:
+        head = Head()
+        t0 = datetime.now(UTC) - timedelta(days=30)
+        recorded = to_millis(datetime.now(UTC))
+        for start in range(0, EXPORT_ROWS, INSERT_CHUNK):
+            content = [
+                audit_row(event(tenant, i, t0 + timedelta(milliseconds=2 * i)), 365)
+                for i in range(start, min(start + INSERT_CHUNK, EXPORT_ROWS))
+            ]
+            linked, head = link(content, head)
+            client.insert(
+                "tenantry.audit_events",
+                [(*r, recorded) for r in linked],
+                column_names=list(AUDIT_COLUMNS),
+            )
+    finally:
+        client.close()
+    return time.perf_counter() - started
+
+
+async def export(nats_url: str, data_dir: Path, log: Path, out: Path) -> dict[str, Any]:
+    tenant = "bench-export"
+    load_s = load_rows(data_dir, tenant)
+    proc = start_audit(nats_url, data_dir, log)
+    try:
+        async with OpsClient(nats_url, timeout_s=120) as ops:
+            await wait_serving(ops, tenant)
+            started = time.perf_counter()
+            with out.open("w", encoding="utf-8", newline="") as target:
+                rows = await write_export(ops.audit_export(tenant), ExportFormat.CSV, target)
+                size = target.tell()
+            elapsed = time.perf_counter() - started
+            started = time.perf_counter()
+            verified = await ops.audit_verify(tenant)
+            verify_s = time.perf_counter() - started
+    finally:
+        stop(proc)
+    return {
+        "rows": rows,
+        "verify_seconds": round(verify_s, 1),
+        "verify_intact": verified.intact and verified.rows == rows,
+        "load_seconds": round(load_s, 1),
+        "export_seconds": round(elapsed, 1),
+        "export_rows_per_s": round(rows / elapsed),
+        "csv_megabytes": round(size / 1e6, 1),
+    }
+
+
+def run(results_dir: Path) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="tenantry-bench-audit-") as tmp:
+        root = Path(tmp)
+        proc, port = natsserver.start(root / "nats", log_file=root / "nats.log")
+        url = f"nats://127.0.0.1:{port}"
+        try:
+            result = {
+                "ingest": asyncio.run(ingest(url, root / "data", root / "audit.log")),
+                "export": asyncio.run(
+                    export(url, root / "data", root / "audit.log", root / "export.csv")
+                ),
+            }
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return result
+
+
+if __name__ == "__main__":
+    sys.stdout.write(f"{run(Path('bench-results'))}\n")
