@@ -51,6 +51,7 @@ async def run_demo(
                 if creds.error:
                     raise DemoFailed(f"credentials for {tenant.tenant_id}: {creds.error.message}")
                 user, password = creds.user, creds.password
+            before = await ops.usage(tenant.tenant_id)
             async with TenantClient(
                 tenant.tenant_id, nats_url, user=user, password=password
             ) as client:
@@ -62,17 +63,20 @@ async def run_demo(
                 seconds = time.perf_counter() - started
             if completion.error:
                 raise DemoFailed(f"{tenant.tenant_id}: {completion.error.message}")
-            usage = await _settled_usage(ops, tenant.tenant_id)
+            usage = await _settled_usage(ops, tenant.tenant_id, before.requests + 1)
             results.append(DemoResult(tenant, completion, seconds, usage))
         return results
 
 
-async def _settled_usage(ops: OpsClient, tenant_id: str, timeout_s: float = 20.0) -> UsageReport:
-    """Cost events reach ClickHouse asynchronously (JetStream -> audit); wait for them."""
+async def _settled_usage(
+    ops: OpsClient, tenant_id: str, requests: int, timeout_s: float = 20.0
+) -> UsageReport:
+    """Cost events reach ClickHouse asynchronously (JetStream -> audit); wait until this
+    request's cost is counted."""
     deadline = time.monotonic() + timeout_s
     while True:
         report = await ops.usage(tenant_id)
-        if report.error is None and report.requests >= 1 and report.audit_events >= 1:
+        if report.error is None and report.requests >= requests and report.audit_events >= 1:
             return report
         if time.monotonic() > deadline:
             if report.error:

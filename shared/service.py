@@ -37,6 +37,9 @@ class Service:
     broker: NatsBroker
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)
+    # Run after the subscribers stopped but while still connected (e.g. to release a
+    # lease held in KV); on_stop hooks run after the connection is closed.
+    on_drained: list[Hook] = field(default_factory=list)
 
     async def start(self) -> None:
         patch_pull_fetch_timeouts()  # without it, pulled messages can arrive 30 s late
@@ -61,6 +64,10 @@ class Service:
             return self.name.encode()
 
     async def stop(self) -> None:
+        for subscriber in self.broker.subscribers:
+            await subscriber.stop()  # no new messages; in-flight handlers finish
+        for hook in self.on_drained:
+            await hook()
         await self.broker.stop()
         for hook in reversed(self.on_stop):
             await hook()

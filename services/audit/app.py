@@ -80,6 +80,7 @@ def bootstrap(
 
     service.on_start += [take_lease, open_store]
     # Stop order is reversed: close the store, then hand the lease over.
-    service.on_stop += [release_lease, close_store]
+    service.on_drained.append(release_lease)  # needs the bus: before it closes
+    service.on_stop.append(close_store)
     broker.include_router(build_router(deps))
     return service
