@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,11 @@ from shared.messages.retrieval import Chunk
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "tests" / "data" / "leakage"
 EVAL_SECRET = b"tenantry-quality-eval"
 DEFAULT_TENANT = "northwind-3a9f"
+
+
+def _say(*parts: object) -> None:
+    """Command-line output (this module is a tool, not a service): plain stdout."""
+    sys.stdout.write(" ".join(str(p) for p in parts) + "\n")
 
 
 @dataclass
@@ -126,19 +132,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     report = evaluate(args.folder)
     # A command-line report, not a service: plain stdout is the interface here.
-    print(f"corpus      {args.folder} ({report.cases} cases)")
+    _say(f"corpus      {args.folder} ({report.cases} cases)")
     header = ("detector", "positives", "TP", "FP", "FN", "precision", "recall")
-    print("{:<16} {:>9} {:>4} {:>4} {:>4} {:>9} {:>7}".format(*header))
+    _say("{:<16} {:>9} {:>4} {:>4} {:>4} {:>9} {:>7}".format(*header))
     for name, s in report.scores.items():
-        print(
+        _say(
             f"{name:<16} {s.positives:>9} {s.tp:>4} {s.fp:>4} {s.fn:>4} "
             f"{s.precision:>9.3f} {s.recall:>7.3f}"
         )
     if args.verbose:
         for case_id, detail in report.false_positives:
-            print(f"  false positive {case_id}: {detail}")
+            _say(f"  false positive {case_id}: {detail}")
         for case_id, detail in report.misses:
-            print(f"  missed         {case_id}: {detail}")
+            _say(f"  missed         {case_id}: {detail}")
 
 
 if __name__ == "__main__":

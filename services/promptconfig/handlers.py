@@ -85,7 +85,7 @@ def build_router(deps: Deps) -> NatsRouter:
                 ErrorInfo(code=ErrorCode.TEMPLATE_INVALID, message=str(exc)),
             )
         await _audit_saved(
-            deps, msg, config, previous, "tenant.create" if created else "config.update"
+            deps, msg, config, previous, "tenant_config.create" if created else "config.update"
         )
         return reply_ok(TenantUpserted, msg, config=config, created=created)
 
@@ -96,7 +96,7 @@ def build_router(deps: Deps) -> NatsRouter:
             tenant_id=msg.tenant_id,
             request_id=msg.request_id,
             event_type=AuditEventType.DELETION,
-            action="tenant.delete",
+            action="tenant_config.delete",
             actor=msg.actor,
             resource_type="tenant_config",
             resource_id=msg.tenant_id,

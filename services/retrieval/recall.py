@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,11 @@ DEFAULT_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "retrieva
 EVAL_TENANT = "recall-eval"
 # Chunks fetched per query; enough that k distinct documents survive de-duplication.
 FETCH = 20
+
+
+def _say(*parts: object) -> None:
+    """Command-line output (this module is a tool, not a service): plain stdout."""
+    sys.stdout.write(" ".join(str(p) for p in parts) + "\n")
 
 
 @dataclass
@@ -134,19 +140,19 @@ def main(argv: list[str] | None = None) -> None:
             evaluate(load_set(args.path), Path(tmp), embedder=HashingEmbedder(args.dim), k=args.k)
         )
     # A command-line report, not a service: plain stdout is the interface here.
-    print(f"set         {args.path}")
-    print(f"embedder    {HashingEmbedder(args.dim).name}")
-    print(
+    _say(f"set         {args.path}")
+    _say(f"embedder    {HashingEmbedder(args.dim).name}")
+    _say(
         f"corpus      {report.documents} documents, {report.chunks} chunks "
         f"(ingested in {report.ingest_s * 1000:.0f} ms)"
     )
-    print(f"queries     {report.queries}")
-    print(f"recall@{report.k}    {report.recall_at_k:.3f}")
-    print(f"MRR         {report.mrr:.3f}")
-    print(f"query embed p50 {report.embed_p50_us:.0f} us, p99 {report.embed_p99_us:.0f} us")
+    _say(f"queries     {report.queries}")
+    _say(f"recall@{report.k}    {report.recall_at_k:.3f}")
+    _say(f"MRR         {report.mrr:.3f}")
+    _say(f"query embed p50 {report.embed_p50_us:.0f} us, p99 {report.embed_p99_us:.0f} us")
     if args.verbose:
         for query, missed, got in report.misses:
-            print(f"  miss: {query!r}\n        wanted {missed}\n        got    {got}")
+            _say(f"  miss: {query!r}\n        wanted {missed}\n        got    {got}")
 
 
 if __name__ == "__main__":

@@ -146,7 +146,7 @@ async def test_same_id_for_a_different_tenant_is_a_conflict() -> None:
 async def test_a_failure_at_any_step_undoes_everything(step: str) -> None:
     store = MemoryStore(fail_put=step == "config")
     ports = FakePorts(fail_at=step)
-    trail = FakeTrail(fail_action="tenant.onboard" if step == "audit" else None)
+    trail = FakeTrail(fail_action="lifecycle.onboard" if step == "audit" else None)
     result = await lifecycle.onboard(store, ports, trail, _msg())  # type: ignore[arg-type]
     assert result.error is not None
     assert f"failed at step {step}" in result.error.message
