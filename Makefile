@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/mypy shared services
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 recall: $(STAMP)

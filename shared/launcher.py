@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import nats
+from nats.aio.client import Client as NatsClient
 
 from shared import embedded_auth, natsserver, subjects
 from shared.embedded_auth import EmbeddedAuth
@@ -29,6 +30,10 @@ SERVICES = (
     "gateway",
 )
 
+# Embedded mode cannot run two of these: access rewrites the one auth file beside
+# nats-server, retrieval and audit hold the Qdrant-local and chDB folder locks.
+SINGLE_COPY = ("access", "retrieval", "audit")
+
 log = get_logger("tenantry.launcher")
 
 
@@ -43,6 +48,9 @@ class Platform:
     services: tuple[str, ...] = SERVICES
     extra_env: dict[str, str] = field(default_factory=dict, repr=False)
     auth: bool = True  # secure as shipped: every process has its own NATS user
+    # Extra copies of a service, e.g. {"gateway": 2}; absent means one. access, retrieval
+    # and audit must stay single in embedded mode (auth file, Qdrant and chDB folders).
+    replicas: dict[str, int] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     # repr=False: the passwords inside must never reach a log line or a test report.
     _auth: EmbeddedAuth | None = field(default=None, repr=False)
@@ -56,6 +64,9 @@ class Platform:
         return self.data_dir / "logs"
 
     def start(self, timeout_s: float = 60.0) -> None:
+        several = [n for n in SINGLE_COPY if self.replicas.get(n, 1) > 1]
+        if several:
+            raise ValueError(f"embedded mode runs one copy of {', '.join(several)}")
         self.data_dir = self.data_dir.resolve()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         port = urlparse(self.nats_url).port or 4222
@@ -80,13 +91,16 @@ class Platform:
             **self.extra_env,
         }
         for name in self.services:
-            out = open(self.log_dir / f"{name}.log", "ab")  # the child owns it
-            self._procs[name] = subprocess.Popen(  # noqa: S603
-                [sys.executable, "-m", f"services.{name}"],
-                env={**env, **self._service_env(name)},
-                stdout=out,
-                stderr=out,
-            )
+            for copy in range(self.replicas.get(name, 1)):
+                # The first copy keeps the plain name (and log file) as before.
+                key = name if copy == 0 else f"{name}-{copy + 1}"
+                out = open(self.log_dir / f"{key}.log", "ab")  # the child owns it
+                self._procs[key] = subprocess.Popen(  # noqa: S603
+                    [sys.executable, "-m", f"services.{name}"],
+                    env={**env, **self._service_env(name)},
+                    stdout=out,
+                    stderr=out,
+                )
         try:
             asyncio.run(self._wait_healthy(timeout_s))
         except BaseException:
@@ -117,7 +131,10 @@ class Platform:
                         )
                     try:
                         await nc.request(subjects.health(name), b"", timeout=0.5)
-                        break
+                        wanted = self.replicas.get(name, 1)
+                        if wanted <= 1 or await _answers(nc, name) >= wanted:
+                            break
+                        raise nats.errors.TimeoutError
                     except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
                         if time.monotonic() > deadline:
                             raise TimeoutError(f"service {name} did not become ready") from None
@@ -127,6 +144,10 @@ class Platform:
 
     def running(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self._procs.items()}
+
+    def pids(self) -> dict[str, int]:
+        """Process ids by name (`gateway`, `gateway-2`, ..., `nats-server`), e.g. for RSS."""
+        return {name: proc.pid for name, proc in self._procs.items()}
 
     def stop(self) -> None:
         # Services first (they drain their subscriptions), nats-server last.
@@ -140,6 +161,23 @@ class Platform:
                 proc.kill()
                 proc.wait()
         self._procs.clear()
+
+
+async def _answers(nc: NatsClient, name: str) -> int:
+    """How many copies answer health (each copy answers; it is not a queue group)."""
+    inbox = nc.new_inbox()
+    sub = await nc.subscribe(inbox)
+    try:
+        await nc.publish(subjects.health(name), b"", reply=inbox)
+        count = 0
+        while True:
+            try:
+                await sub.next_msg(timeout=0.3)
+            except (TimeoutError, nats.errors.TimeoutError):
+                return count
+            count += 1
+    finally:
+        await sub.unsubscribe()
 
 
 def _listening(port: int) -> bool:
