@@ -79,6 +79,9 @@ class VectorStore(Protocol):
     async def delete_document(self, tenant_id: str, document_id: str, from_index: int = 0) -> int:
         """Remove the document's chunks with chunk_index >= from_index; return how many."""
 
+    async def existing(self, tenant_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        """Which of these chunk ids are stored (a look-up by id, no scan)."""
+
     async def search(
         self, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
     ) -> list[Hit]:
@@ -132,6 +135,9 @@ class QdrantStore:
         return await self._call(
             self._delete_document, collection_name(tenant_id), document_id, from_index
         )
+
+    async def existing(self, tenant_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        return await self._call(self._existing, collection_name(tenant_id), list(chunk_ids))
 
     async def search(
         self, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
@@ -198,6 +204,12 @@ class QdrantStore:
                 ("tenant_id", qm.PayloadSchemaType.KEYWORD),
             ):
                 client.create_payload_index(name, key, field_schema=schema)
+
+    def _existing(self, client: QdrantClient, name: str, chunk_ids: list[str]) -> set[str]:
+        if not chunk_ids or not client.collection_exists(name):
+            return set()
+        found = client.retrieve(name, ids=chunk_ids, with_payload=False, with_vectors=False)
+        return {str(point.id) for point in found}
 
     def _delete_document(
         self, client: QdrantClient, name: str, document_id: str, from_index: int

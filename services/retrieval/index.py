@@ -85,10 +85,17 @@ async def ingest(
             )
     await store.upsert(tenant_id, chunks, embedder.dim)
 
+    # Ids 0..n-1 were just overwritten; a chunk with id n exists only if a longer
+    # version was stored before. Probing that one id per document is a look-up by id;
+    # the filtered delete (a scan in Qdrant local mode) runs only for those that had one.
+    beyond = {
+        chunk_id(tenant_id, doc.document_id, len(pieces)): (doc.document_id, len(pieces))
+        for doc, pieces in per_document
+    }
     stale = 0
-    for doc, pieces in per_document:
-        # Ids 0..n-1 were just overwritten; anything from n on is left from a longer version.
-        stale += await store.delete_document(tenant_id, doc.document_id, from_index=len(pieces))
+    for probe in await store.existing(tenant_id, list(beyond)):
+        document_id, length = beyond[probe]
+        stale += await store.delete_document(tenant_id, document_id, from_index=length)
     return Ingested(documents=len(per_document), chunks=len(chunks), stale_chunks_removed=stale)
 
 

@@ -40,6 +40,9 @@ class FakeVectorStore:
         self.dims.setdefault(tenant_id, dim)
         return not existed
 
+    async def existing(self, tenant_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        return set(chunk_ids) & set(self.collections.get(tenant_id, {}))
+
     async def delete_document(self, tenant_id: str, document_id: str, from_index: int = 0) -> int:
         collection = self.collections.get(tenant_id, {})
         doomed = [
