@@ -44,29 +44,26 @@ def parse_entry(entry: KeyValue.Entry) -> TenantIdentity | None:
     return TenantIdentity.from_config(config)
 
 
-class KvTenantFeed:
-    """One long-lived watcher per service; restarts itself (with a fresh full load) if
-    the watch fails, so the directory never silently goes stale."""
+class _Feed:
+    """A self-healing background follower: `start` waits until the first full load is
+    applied; a failed follow is logged and restarted (with a fresh full load) after
+    `retry_s`, so what the scanner knows never silently goes stale."""
 
-    def __init__(
-        self, js: JetStreamContext, directory: TenantDirectory, retry_s: float = 1.0
-    ) -> None:
-        self._js = js
-        self._directory = directory
+    what = "feed"
+
+    def __init__(self, retry_s: float) -> None:
         self._retry_s = retry_s
         self._loaded = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._watcher: KeyValue.KeyWatcher | None = None
 
     async def start(self, timeout: float) -> None:
-        """Start watching and wait until every existing tenant is in the directory."""
-        self._task = asyncio.create_task(self._run(), name="leakage-tenant-feed")
+        self._task = asyncio.create_task(self._run(), name=f"leakage-{self.what}")
         try:
             # _run never gives up (it retries), so waiting on the event alone is enough.
             await asyncio.wait_for(self._loaded.wait(), timeout)
         except TimeoutError:
             await self.stop()
-            raise TimeoutError(f"tenant registry not loaded within {timeout:g}s") from None
+            raise TimeoutError(f"{self.what} not loaded within {timeout:g}s") from None
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -74,22 +71,42 @@ class KvTenantFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._stop_watcher()
-
-    async def _stop_watcher(self) -> None:
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):  # the connection may already be closed
-                await self._watcher.stop()  # type: ignore[no-untyped-call]
-            self._watcher = None
+        await self._cleanup()
 
     async def _run(self) -> None:
         while True:
             try:
                 await self._follow()
             except Exception:
-                log.exception("leakage.registry_watch_failed")
-            await self._stop_watcher()
+                log.exception("leakage.feed_failed", feed=self.what)
+            await self._cleanup()
             await asyncio.sleep(self._retry_s)
+
+    async def _follow(self) -> None:
+        raise NotImplementedError
+
+    async def _cleanup(self) -> None:
+        """Release what a follow held (after a failure, and at stop)."""
+
+
+class KvTenantFeed(_Feed):
+    """One long-lived watcher of the tenants bucket per service."""
+
+    what = "tenant registry"
+
+    def __init__(
+        self, js: JetStreamContext, directory: TenantDirectory, retry_s: float = 1.0
+    ) -> None:
+        super().__init__(retry_s)
+        self._js = js
+        self._directory = directory
+        self._watcher: KeyValue.KeyWatcher | None = None
+
+    async def _cleanup(self) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):  # the connection may already be closed
+                await self._watcher.stop()  # type: ignore[no-untyped-call]
+            self._watcher = None
 
     async def _follow(self) -> None:
         kv = await self._js.key_value(TENANTS_BUCKET)
@@ -123,7 +140,7 @@ class KvTenantFeed:
                 log.info("leakage.tenant_removed", key=entry.key)
 
 
-class FingerprintFeed:
+class FingerprintFeed(_Feed):
     """Every tenant's content fingerprints, replayed from TENANTRY_FINGERPRINTS into the index.
 
     Each replica needs all of them, so each reads the whole subject through its own
@@ -133,36 +150,13 @@ class FingerprintFeed:
     replays from the beginning: what is left equals what the stream holds.
     """
 
+    what = "content fingerprints"
+
     def __init__(self, js: JetStreamContext, index: FingerprintIndex, retry_s: float = 1.0) -> None:
+        super().__init__(retry_s)
         self._js = js
         self._index = index
-        self._retry_s = retry_s
-        self._loaded = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         index.rebuild_on_lookup = False  # this feed rebuilds it, off the event loop
-
-    async def start(self, timeout: float) -> None:
-        self._task = asyncio.create_task(self._run(), name="leakage-fingerprint-feed")
-        try:
-            await asyncio.wait_for(self._loaded.wait(), timeout)
-        except TimeoutError:
-            await self.stop()
-            raise TimeoutError(f"content fingerprints not loaded within {timeout:g}s") from None
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._follow()
-            except Exception:
-                log.exception("leakage.fingerprint_feed_failed")
-            await asyncio.sleep(self._retry_s)
 
     async def _follow(self) -> None:
         self._index.clear()
