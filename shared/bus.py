@@ -18,6 +18,7 @@ from nats.js.api import (
 )
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
 from shared import subjects
@@ -145,6 +146,23 @@ def stream_for(subject: str) -> str:
     if subject.endswith(".fingerprints"):
         return subjects.FINGERPRINTS_STREAM
     return subjects.EVENTS_STREAM
+
+
+async def kv_keys(kv: KeyValue, pattern: str) -> list[str]:
+    """Keys matching a subject-style pattern (e.g. "acme.*"), read with a filtered watch.
+
+    nats-py's keys(filters=...) scans the whole bucket and matches substrings, which
+    would also return "acme-2.…" for "acme"; this only touches the matching keys."""
+    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+    keys = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # end of the current values
+                break
+            keys.append(entry.key)
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return keys
 
 
 async def publish_event(broker: NatsBroker, event: Envelope, subject: str) -> None:

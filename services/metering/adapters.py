@@ -19,7 +19,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from shared.bus import METERING_BUCKET
+from shared.bus import METERING_BUCKET, kv_keys
 
 
 class Conflict(Exception):
@@ -68,23 +68,11 @@ class KvMeteringStore:
             raise
 
     async def purge_tenant(self, tenant_id: str) -> int:
-        return await _kv_purge_tenant(self._kv, tenant_id)
-
-
-async def _kv_purge_tenant(kv: KeyValue, tenant_id: str) -> int:
-    # A watch on the tenant's own keys only ("<tid>.<YYYY-MM>"), not a bucket scan.
-    watcher = await kv.watch(f"{tenant_id}.*", ignore_deletes=True, meta_only=True)
-    keys = []
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            keys.append(entry.key)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
-    for key in keys:
-        await kv.purge(key)
-    return len(keys)
+        # Only the tenant's own keys ("<tid>.<YYYY-MM>"), not a bucket scan.
+        keys = await kv_keys(self._kv, f"{tenant_id}.*")
+        for key in keys:
+            await self._kv.purge(key)
+        return len(keys)
 
 
 class InMemoryMeteringStore:

@@ -8,7 +8,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from shared.bus import TENANT_VERSIONS_BUCKET, TENANTS_BUCKET
+from shared.bus import TENANT_VERSIONS_BUCKET, TENANTS_BUCKET, kv_keys
 from shared.messages.tenants import TenantConfig
 
 
@@ -94,15 +94,4 @@ class KvTenantStore:
         return found
 
     async def _version_keys(self, tenant_id: str) -> list[str]:
-        # A watch on the tenant's own subject filter: nats-py's keys(filters=...) scans the
-        # whole bucket and matches substrings, which would also pick up "acme-2" for "acme".
-        watcher = await self._history.watch(f"{tenant_id}.*", ignore_deletes=True, meta_only=True)
-        keys = []
-        try:
-            async for entry in watcher:
-                if entry is None:
-                    break
-                keys.append(entry.key)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
-        return keys
+        return await kv_keys(self._history, f"{tenant_id}.*")

@@ -25,6 +25,7 @@ from shared.bus import (
     TENANT_VERSIONS_BUCKET,
     TENANTS_BUCKET,
     call,
+    kv_keys,
 )
 from shared.messages.base import ErrorCode
 from shared.messages.lifecycle import OnboardTenant, TenantOnboarded
@@ -54,15 +55,7 @@ async def services(
 
 async def _keys(broker: NatsBroker, bucket: str, tid: str) -> list[str]:
     kv = await broker.connection.jetstream().key_value(bucket)
-    found = []
-    for pattern in (tid, f"{tid}.*"):
-        watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
-        async for entry in watcher:
-            if entry is None:
-                break
-            found.append(entry.key)
-        await watcher.stop()
-    return found
+    return [*await kv_keys(kv, tid), *await kv_keys(kv, f"{tid}.*")]
 
 
 async def _remains(broker: NatsBroker, tid: str) -> dict[str, list[str]]:
