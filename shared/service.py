@@ -60,7 +60,7 @@ class Service:
     def _add_health(self) -> None:
         # Every replica answers, so a launcher can wait until each service is ready.
         @self.broker.subscriber(subjects.health(self.name))
-        async def health() -> bytes:
+        async def health(_: NatsMessage) -> bytes:
             return self.name.encode()
 
     async def stop(self) -> None:

@@ -17,9 +17,9 @@ from typing import Any, TypeVar
 from faststream.exceptions import NackMessage
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
-from faststream.nats import NatsRouter, PullSub
-from faststream.params import NoCast
+from faststream.nats import NatsMessage, NatsRouter, PullSub
 from nats.aio.msg import Msg
+from pydantic import ValidationError
 
 from services.audit import deadletter
 from services.audit.deps import SERVICE, Deps
@@ -127,16 +127,21 @@ def build_router(deps: Deps) -> NatsRouter:
         )
 
     @batch_subscriber(subjects.ALL_AUDIT_EVENTS, AUDIT_CONSUMER)
-    async def store_audit_events(batch: NoCast[list[Msg]]) -> None:
+    async def store_audit_events(batch: list[Msg]) -> None:
         await store_batch(deps, batch, AuditRecorded, deps.writer.write_audit)
 
     @batch_subscriber(subjects.ALL_COST_EVENTS, COST_CONSUMER)
-    async def store_cost_events(batch: NoCast[list[Msg]]) -> None:
+    async def store_cost_events(batch: list[Msg]) -> None:
         await store_batch(deps, batch, CostRecorded, deps.writer.write_cost)
 
     # A queue group: with several audit replicas each advisory is handled once.
     @router.subscriber(subjects.MAX_DELIVERIES_ADVISORY, queue=SERVICE)
-    async def dead_letter_after_max_deliveries(advisory: deadletter.MaxDeliveriesAdvisory) -> None:
+    async def dead_letter_after_max_deliveries(msg: NatsMessage) -> None:
+        try:
+            advisory = deadletter.MaxDeliveriesAdvisory.model_validate_json(msg.body)
+        except ValidationError:
+            log.warning("deadletter.advisory_unreadable", subject=msg.raw_message.subject)
+            return
         await deadletter.on_advisory(deps.broker, advisory)
 
     add_verbs(router, deps)
