@@ -114,7 +114,7 @@ def build_router(deps: Deps) -> NatsRouter:
 
     @rpc(router, SERVICE, "deprovision", DeprovisionTenant, TenantDeprovisioned, deps.trail)
     async def deprovision(msg: DeprovisionTenant) -> TenantDeprovisioned:
-        removed = await lifecycle.deprovision(deps.meter.store, msg.tenant_id)
+        removed = await lifecycle.deprovision(deps.meter, msg.tenant_id)
         await deps.trail.record(
             tenant_id=msg.tenant_id,
             request_id=msg.request_id,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.metering import state as keys
-from services.metering.adapters import Conflict, MeteringStore
+from services.metering.adapters import Conflict
 from services.metering.meter import Meter
 from shared.messages.tenants import TenantLimits
 
@@ -21,5 +21,6 @@ async def provision(meter: Meter, tenant_id: str, limits: TenantLimits | None) -
     return True
 
 
-async def deprovision(store: MeteringStore, tenant_id: str) -> int:
-    return await store.purge_tenant(tenant_id)
+async def deprovision(meter: Meter, tenant_id: str) -> int:
+    meter.forget(tenant_id)
+    return await meter.store.purge_tenant(tenant_id)

@@ -4,7 +4,9 @@ Each call reads the tenant's month entry, lets the pure ledger decide, and write
 the new state naming the revision it read. A Conflict means another replica got
 there first: re-read and decide again on fresh state, so no decision is ever made
 on a stale view. Refusals and repeated settles change nothing and are answered
-from the read alone, without a write.
+from a fresh read alone, without a write. A replica remembers the entry it last
+wrote and starts its next call for that key from it instead of reading: the
+compare-and-set names that revision, so a stale memory only costs a conflict.
 
 Why compare-and-set on one KV entry per tenant-month rather than one owner per
 tenant (partitioned subjects): any replica can serve any tenant, so adding, losing
@@ -61,7 +63,9 @@ class Meter:
     clock: Callable[[], datetime] = utcnow
     tz: tzinfo = UTC  # whose calendar months are the budget periods
     locks: KeyedLocks = field(default_factory=KeyedLocks)
+    cache_entries: int = 10_000  # tenant-months whose last write this replica remembers
     _queues: dict[str, list[Pending]] = field(default_factory=dict)
+    _cache: dict[str, tuple[MonthState, int]] = field(default_factory=dict)
 
     def current_month(self) -> str:
         return keys.month_of(self.clock(), self.tz)
@@ -155,8 +159,17 @@ class Meter:
         return pending.future.result()
 
     async def _commit(self, key: str, tenant_id: str, month: str, batch: list[Pending]) -> None:
+        # Start from this replica's own last write when it has one: the compare-and-set
+        # below still names its revision, so if another replica wrote since, the write
+        # fails and everything is decided again on a fresh read. That saves the read on
+        # every call a replica makes for a tenant it served last (most of them).
+        cached = self._cache.pop(key, None)
         for attempt in range(self.cas_attempts):
-            state, revision = await self._load(key)
+            state: MonthState | None
+            if cached is not None:
+                state, revision = cached
+            else:
+                state, revision = await self._load(key)
             if state is None and any(p.creates for p in batch):
                 state = await self._new_month(tenant_id, month)
             # Every decision in the batch is made again on each attempt, on the state
@@ -168,14 +181,33 @@ class Meter:
                 state, decision, did_change = p.step(state, now_ms)
                 decisions.append(decision)
                 changed = changed or did_change
-            if not changed or (
-                state is not None and await self._write(key, state, revision, attempt)
-            ):
+            if not changed and cached is not None:
+                # A refusal or a repeat writes nothing, so no compare-and-set would
+                # catch a stale cache: decide it again on a fresh read.
+                cached = None
+                continue
+            written = None
+            if changed and state is not None:
+                written = await self._write(key, state, revision, attempt)
+            if not changed or written is not None:
+                if state is not None and written is not None:
+                    self._remember(key, state, written)
                 for p, decision in zip(batch, decisions, strict=True):
                     p.future.set_result(decision)
                 return
+            cached = None
         for p in batch:
             p.future.set_exception(Busy(key))
+
+    def _remember(self, key: str, state: MonthState, revision: int) -> None:
+        self._cache[key] = (state, revision)
+        while len(self._cache) > self.cache_entries:
+            self._cache.pop(next(iter(self._cache)))  # oldest first (dicts keep order)
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop the tenant's cached entries (offboarding); correctness never needs it."""
+        for key in [k for k in self._cache if k.startswith(f"{tenant_id}.")]:
+            del self._cache[key]
 
     def _now_ms(self) -> int:
         # Read after the local queue, so time spent waiting for the lock is not lost.
@@ -196,12 +228,12 @@ class Meter:
             return MonthState(month=month)
         return MonthState(month=month, budget_nanousd=previous.budget_nanousd, rate=previous.rate)
 
-    async def _write(self, key: str, state: MonthState, revision: int, attempt: int) -> bool:
+    async def _write(self, key: str, state: MonthState, revision: int, attempt: int) -> int | None:
+        """The new revision, or None when another writer got there first."""
         try:
-            await self.store.put(key, state.model_dump_json().encode(), revision)
+            return await self.store.put(key, state.model_dump_json().encode(), revision)
         except Conflict:
             # Jittered, growing back-off so replicas that collided do not collide again.
             await asyncio.sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.02)))
             log.debug("metering.cas_conflict", key=key, attempt=attempt)
-            return False
-        return True
+            return None

@@ -125,3 +125,59 @@ async def test_in_memory_store_compare_and_set() -> None:
     with pytest.raises(Conflict):
         await store.put("k", b"3", rev)
     assert await store.get("k") == (b"2", rev + 1)
+
+
+class CountingStore(InMemoryMeteringStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get(self, key: str) -> tuple[bytes, int] | None:
+        self.reads += 1
+        return await super().get(key)
+
+
+async def test_a_replica_starts_from_its_own_last_write_without_reading() -> None:
+    store = CountingStore()
+    m = meter(store)
+    lim = limits()
+    assert isinstance(await m.authorize(ask("acme", lim)), Admitted)  # reads (and opens March)
+    reads = store.reads
+    for _ in range(5):
+        assert isinstance(await m.authorize(ask("acme", lim)), Admitted)
+    assert store.reads == reads  # every later call decided on the state it last wrote
+
+
+async def test_another_replicas_write_makes_the_remembered_state_conflict() -> None:
+    store = InMemoryMeteringStore()
+    a, b = meter(store), meter(store)
+    lim = limits(budget=2 * HAIKU_HOLD)
+    assert isinstance(await a.authorize(ask("acme", lim)), Admitted)  # a remembers 1 hold
+    assert isinstance(await b.authorize(ask("acme", lim)), Admitted)  # budget now fully held
+    # a's memory says one hold is left; its write conflicts, it re-reads and refuses.
+    refused = await a.authorize(ask("acme", lim))
+    assert isinstance(refused, Refused) and refused.error.code is ErrorCode.BUDGET_EXCEEDED
+
+
+async def test_a_refusal_is_never_decided_on_remembered_state_alone() -> None:
+    store = InMemoryMeteringStore()
+    a, b = meter(store), meter(store)
+    lim = limits(budget=HAIKU_HOLD)
+    hold = await a.authorize(ask("acme", lim))
+    assert isinstance(hold, Admitted)  # a remembers its write: the budget is fully held
+    # b settles a's hold for nothing used: the whole budget is free again. a's memory
+    # still says "full"; a refusal writes nothing, so it must re-read before refusing.
+    settled = await b.settle(
+        SettleUsage(
+            tenant_id="acme", reservation_id=hold.reservation_id, model="m", usage=Usage()
+        )
+    )
+    assert settled.kind is SettleKind.SETTLED
+    assert isinstance(await a.authorize(ask("acme", lim)), Admitted)
+
+
+async def test_offboarding_forgets_the_remembered_entries() -> None:
+    m = meter(InMemoryMeteringStore())
+    assert isinstance(await m.authorize(ask("acme", limits())), Admitted)
+    m.forget("acme")
+    assert not m._cache  # memory hygiene only: a stale entry would just conflict
