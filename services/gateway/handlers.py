@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from faststream.middlewares import AckPolicy
 from faststream.nats import NatsBroker, NatsMessage, NatsRouter, PullSub
@@ -36,14 +38,31 @@ class Deps:
     broker: NatsBroker
     ports: Ports
     trail: AuditTrail
+    refusals: pipeline.RecentRefusals = field(default_factory=pipeline.RecentRefusals)
 
 
-async def handle_request(deps: Deps, subject: str, body: bytes) -> CompletionPublished:
-    """Everything one request needs, whichever way it arrived; never raises for bad input."""
+Deliver = Callable[[CompletionPublished], Awaitable[None]]
+
+
+async def _returned_as_reply(_: CompletionPublished) -> None:
+    """Sync requests: the completion goes back as the handler's reply."""
+
+
+async def handle_request(
+    deps: Deps, subject: str, body: bytes, deliver: Deliver = _returned_as_reply
+) -> CompletionPublished:
+    """Everything one request needs, whichever way it arrived; never raises for bad input.
+
+    The completion is delivered and the request's audit row written at the same time:
+    they are independent writes, and both are acknowledged before the request is.
+    """
     raw_tenant = subjects.tenant_from_subject(subject, 1)
     parsed = intake.parse(raw_tenant, body)
     if isinstance(parsed, intake.Rejected):
-        await deps.trail.record(
+        rejected = CompletionPublished(
+            tenant_id=parsed.tenant_id, request_id=parsed.request_id, error=parsed.error
+        )
+        audited = deps.trail.record(
             tenant_id=parsed.tenant_id,
             request_id=parsed.request_id,
             event_type=AuditEventType.ACCESS_DENIED
@@ -54,13 +73,12 @@ async def handle_request(deps: Deps, subject: str, body: bytes) -> CompletionPub
             error=parsed.error.message,
             details={"error_code": parsed.error.code.value, "raw_tenant": parsed.raw_tenant},
         )
-        return CompletionPublished(
-            tenant_id=parsed.tenant_id, request_id=parsed.request_id, error=parsed.error
-        )
+        await asyncio.gather(deliver(rejected), audited)
+        return rejected
     with bound(parsed.tenant_id, parsed.request_id):
-        outcome = await pipeline.answer(parsed, deps.ports, deps.settings)
+        outcome = await pipeline.answer(parsed, deps.ports, deps.settings, deps.refusals)
         done = outcome.completion
-        await deps.trail.record(
+        audited = deps.trail.record(
             tenant_id=parsed.tenant_id,
             request_id=parsed.request_id,
             event_type=AuditEventType.ACCESS_DENIED
@@ -85,6 +103,7 @@ async def handle_request(deps: Deps, subject: str, body: bytes) -> CompletionPub
                 "error_code": done.error.code.value if done.error else None,
             },
         )
+        await asyncio.gather(deliver(done), audited)
         log.info(
             "completion.done",
             ok=done.error is None,
@@ -172,8 +191,12 @@ def build_router(deps: Deps) -> NatsRouter:
     )
     async def on_request(msg: NatsMessage) -> None:
         raw_tenant = subjects.tenant_from_subject(msg.raw_message.subject, 1)
+
+        async def deliver(done: CompletionPublished) -> None:
+            await publish_completion(deps, raw_tenant, done)
+
         try:
-            done = await handle_request(deps, msg.raw_message.subject, msg.body)
+            await handle_request(deps, msg.raw_message.subject, msg.body, deliver)
         except Exception:
             # Unexpected failure: JetStream redelivers (nack). On the last attempt the
             # client still gets an answer; the message then goes to the dead letters.
@@ -195,7 +218,6 @@ def build_router(deps: Deps) -> NatsRouter:
                     ),
                 )
             raise
-        await publish_completion(deps, raw_tenant, done)
 
     @router.subscriber(subjects.ALL_SYNC_REQUESTS, queue=SERVICE, max_workers=workers)
     async def on_sync_request(msg: NatsMessage) -> bytes:

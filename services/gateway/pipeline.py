@@ -5,6 +5,7 @@ Plain async functions over `Ports`, so the whole path is testable without a brok
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from shared.messages.base import ErrorCode, ErrorInfo, Reply
 from shared.messages.completions import Citation, CompletionPublished, CreateCompletion, Usage
 from shared.messages.leakage import ScanLocation, ScanText, TextScanned, Verdict
 from shared.messages.llm import ChatMessage, InvokeModel
-from shared.messages.metering import AuthorizeRequest, SettleUsage
-from shared.messages.retrieval import Chunk, SearchChunks
+from shared.messages.metering import AuthorizeRequest, SettleUsage, UsageSettled
+from shared.messages.retrieval import Chunk, ChunksFound, SearchChunks
 from shared.messages.tenants import ResolveTenant, TenantConfig
 
 
@@ -42,10 +43,15 @@ def _checked(reply: Reply) -> None:
         raise Refused(reply.error)
 
 
-async def answer(req: CreateCompletion, ports: Ports, settings: GatewaySettings) -> Outcome:
+async def answer(
+    req: CreateCompletion,
+    ports: Ports,
+    settings: GatewaySettings,
+    refusals: RecentRefusals | None = None,
+) -> Outcome:
     started = time.perf_counter()
     try:
-        outcome = await _answer(req, ports, settings)
+        outcome = await _answer(req, ports, settings, refusals or RecentRefusals())
     except Refused as refused:
         outcome = Outcome(_error(req, refused.info), 0.0)
     except ServiceCallError as failed:
@@ -58,7 +64,9 @@ def _error(req: CreateCompletion, info: ErrorInfo) -> CompletionPublished:
     return CompletionPublished(tenant_id=req.tenant_id, request_id=req.request_id, error=info)
 
 
-async def _answer(req: CreateCompletion, ports: Ports, settings: GatewaySettings) -> Outcome:
+async def _answer(
+    req: CreateCompletion, ports: Ports, settings: GatewaySettings, refusals: RecentRefusals
+) -> Outcome:
     ids = {"tenant_id": req.tenant_id, "request_id": req.request_id}
     resolved = await ports.resolve(ResolveTenant(**ids))
     _checked(resolved)
@@ -67,22 +75,39 @@ async def _answer(req: CreateCompletion, ports: Ports, settings: GatewaySettings
     model, max_tokens = _model_and_cap(req, config)
 
     estimate = _estimate_tokens(resolved.system_prompt, req, settings)
-    authorized = await ports.authorize(
-        AuthorizeRequest(
-            **ids,
-            model=model,
-            estimated_input_tokens=estimate,
-            max_tokens=max_tokens,
-            limits=config.limits,
-        )
+    authorize = AuthorizeRequest(
+        **ids,
+        model=model,
+        estimated_input_tokens=estimate,
+        max_tokens=max_tokens,
+        limits=config.limits,
     )
+    search = SearchChunks(**ids, query=req.question, top_k=req.top_k)
+    found: ChunksFound | BaseException | None = None
+    if req.top_k > 0 and refusals.may_search_early(req.tenant_id):
+        # The search does not depend on the authorisation: run both at once (a round
+        # trip and a search fewer on the critical path). Nothing found is used unless
+        # the request is admitted.
+        admitted, found = await asyncio.gather(
+            ports.authorize(authorize), ports.search(search), return_exceptions=True
+        )
+        if isinstance(admitted, BaseException):
+            raise admitted
+        authorized = admitted
+    else:
+        authorized = await ports.authorize(authorize)
+    if authorized.error is not None:
+        refusals.refused(req.tenant_id)
     _checked(authorized)
 
     usage, answered_by = Usage(), model
     try:
         chunks: list[Chunk] = []
         if req.top_k > 0:
-            found = await ports.search(SearchChunks(**ids, query=req.question, top_k=req.top_k))
+            if found is None:
+                found = await ports.search(search)
+            if isinstance(found, BaseException):
+                raise found
             _checked(found)
             chunks = found.chunks
 
@@ -105,30 +130,72 @@ async def _answer(req: CreateCompletion, ports: Ports, settings: GatewaySettings
         )
         usage, answered_by = invoked.usage, invoked.model or model
         _checked(invoked)
-        response = await _scan(
-            ports, ScanText(**ids, location=ScanLocation.RESPONSE, text=invoked.text)
-        )
-    finally:
+    except BaseException:
         # Always settle: releases the reservation, and charges whatever tokens were
-        # used even when a later step (or the model itself) failed.
-        settled = await ports.settle(
-            SettleUsage(
-                **ids, reservation_id=authorized.reservation_id, model=answered_by, usage=usage
-            )
-        )
+        # used even when a step (or the model itself) failed.
+        await _settle(ports, ids, authorized.reservation_id, answered_by, usage)
+        raise
+    # The response scan and the settle need only the model's answer: run them at once.
+    # The call is charged whatever the scan decides (the tokens were used).
+    scanned, settled = await asyncio.gather(
+        _scan(ports, ScanText(**ids, location=ScanLocation.RESPONSE, text=invoked.text)),
+        _settle(ports, ids, authorized.reservation_id, answered_by, usage),
+        return_exceptions=True,
+    )
+    for result in (settled, scanned):
+        if isinstance(result, BaseException):
+            raise result
+    assert isinstance(scanned, TextScanned) and isinstance(settled, UsageSettled)
     _checked(settled)
     completion = CompletionPublished(
         **ids,
-        text=response.text,
+        text=scanned.text,
         model=answered_by,
         usage=usage,
         cost_nanousd=settled.cost_nanousd,
         citations=[
             Citation(document_id=c.document_id, chunk_id=c.chunk_id, score=c.score) for c in chunks
         ],
-        redactions=sum(f.action is Verdict.REDACT for f in prompt.findings + response.findings),
+        redactions=sum(f.action is Verdict.REDACT for f in prompt.findings + scanned.findings),
     )
-    return Outcome(completion, 0.0, len(chunks), len(prompt.findings) + len(response.findings))
+    return Outcome(completion, 0.0, len(chunks), len(prompt.findings) + len(scanned.findings))
+
+
+async def _settle(
+    ports: Ports, ids: dict[str, str], reservation_id: str, model: str, usage: Usage
+) -> UsageSettled:
+    return await ports.settle(
+        SettleUsage(**ids, reservation_id=reservation_id, model=model, usage=usage)
+    )
+
+
+class RecentRefusals:
+    """Tenants whose authorisation this gateway saw refused in the last `hold_s`.
+
+    Searching beside the authorisation saves a round trip, but a tenant over its rate
+    or budget must not buy free retrieval work by sending more requests: after a
+    refusal, that tenant's searches wait for admission again for a while.
+    """
+
+    def __init__(self, hold_s: float = 60.0, max_tenants: int = 10_000) -> None:
+        self._hold_s = hold_s
+        self._max = max_tenants
+        self._until: dict[str, float] = {}
+
+    def may_search_early(self, tenant_id: str) -> bool:
+        until = self._until.get(tenant_id)
+        if until is None:
+            return True
+        if time.monotonic() < until:
+            return False
+        del self._until[tenant_id]
+        return True
+
+    def refused(self, tenant_id: str) -> None:
+        self._until.pop(tenant_id, None)
+        self._until[tenant_id] = time.monotonic() + self._hold_s
+        if len(self._until) > self._max:
+            self._until.pop(next(iter(self._until)))  # the oldest refusal
 
 
 def _model_and_cap(req: CreateCompletion, config: TenantConfig) -> tuple[str, int]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.gateway import intake
-from services.gateway.pipeline import answer
+from services.gateway.pipeline import RecentRefusals, answer
 from services.gateway.settings import GatewaySettings
 from services.promptconfig.tiers import default_profile
 from shared.messages.base import ErrorCode, ErrorInfo
@@ -153,6 +153,41 @@ async def test_disallowed_model_and_token_cap_are_refused() -> None:
         CreateCompletion(tenant_id="acme", question="hi", max_tokens=10**5), ports, SETTINGS
     )
     assert out.completion.error and out.completion.error.code is ErrorCode.TOKEN_LIMIT
+
+
+async def test_after_a_refusal_the_tenant_searches_only_once_admitted() -> None:
+    ports = FakePorts(authorize_error=ErrorInfo(code=ErrorCode.RATE_LIMITED, message="slow down"))
+    refusals = RecentRefusals(hold_s=60)
+    ask = CreateCompletion(tenant_id="acme", question="hi")
+    await answer(ask, ports, SETTINGS, refusals)
+    assert ports.calls == ["resolve", "authorize", "search"]  # searched beside authorize
+    ports.calls.clear()
+    await answer(ask, ports, SETTINGS, refusals)  # over its limit: no free retrieval work
+    assert ports.calls == ["resolve", "authorize"]
+    ports.calls.clear()
+    await answer(CreateCompletion(tenant_id="globex", question="hi"), ports, SETTINGS, refusals)
+    assert "search" in ports.calls  # other tenants are not slowed by acme's refusal
+    ports.calls.clear()
+    ports.authorize_error = None
+    out = await answer(ask, ports, SETTINGS, refusals)
+    assert out.completion.error is None
+    assert ports.calls[:3] == ["resolve", "authorize", "search"]  # searched after admission
+
+
+async def test_a_failed_search_still_releases_the_hold() -> None:
+    class FailingSearch(FakePorts):
+        async def search(self, msg: SearchChunks) -> ChunksFound:
+            self.calls.append("search")
+            return ChunksFound(
+                tenant_id=msg.tenant_id,
+                error=ErrorInfo(code=ErrorCode.INTERNAL, message="retrieval down"),
+            )
+
+    ports = FailingSearch()
+    out = await answer(CreateCompletion(tenant_id="acme", question="hi"), ports, SETTINGS)
+    assert out.completion.error and out.completion.error.code is ErrorCode.INTERNAL
+    assert "invoke" not in ports.calls
+    assert ports.settled and ports.settled[0].usage.input_tokens == 0  # hold released
 
 
 def test_intake_refuses_bad_ids_malformed_bodies_and_mismatches() -> None:
