@@ -179,9 +179,9 @@ async def dead_letter(
     reason: str,
 ) -> None:
     """Copy the message to the dead-letter stream, then record it. Both are idempotent."""
-    await broker.publish(
-        data,
+    await broker.connection.jetstream().publish(
         deadletter_subject(stream, consumer),
+        data,
         stream=subjects.DEADLETTER_STREAM,
         headers=copy_headers(
             headers,

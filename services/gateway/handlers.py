@@ -15,7 +15,7 @@ from services.gateway.ports import Ports
 from services.gateway.settings import GatewaySettings
 from shared import subjects
 from shared.audit import AuditTrail
-from shared.bus import MAX_DELIVER, ServiceCallError, durable_config, stream
+from shared.bus import MAX_DELIVER, ServiceCallError, durable_config, publish_event, stream
 from shared.logging import bound, get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
@@ -115,12 +115,7 @@ async def handle_request(
 
 async def publish_completion(deps: Deps, raw_tenant: str, done: CompletionPublished) -> None:
     subject = subjects.completion_for_token(raw_tenant, done.request_id)
-    await deps.broker.publish(
-        done,
-        subject,
-        stream=subjects.COMPLETIONS_STREAM,
-        headers={"Nats-Msg-Id": done.event_id},
-    )
+    await publish_event(deps.broker, done, subject, stream=subjects.COMPLETIONS_STREAM)
 
 
 async def handle_ingest(deps: Deps, subject: str, body: bytes) -> DocumentsIngested:

@@ -7,12 +7,12 @@ from typing import Any, cast
 
 import pytest
 from nats.js.api import RawStreamMsg
-from nats.js.errors import NotFoundError
 
 from services.audit import deadletter
 from shared import subjects
 from shared.messages.audit import AuditRecorded
 from shared.tenancy import UNATTRIBUTED
+from tests.support.fakebus import FakeBroker
 
 pytestmark = pytest.mark.unit
 
@@ -90,29 +90,6 @@ def test_a_dead_lettered_dead_letter_record_is_recognised() -> None:
     assert deadletter.is_dead_letter_record("evt.acme.audit", data)
     assert not deadletter.is_dead_letter_record("evt.acme.cost", data)
     assert not deadletter.is_dead_letter_record("evt.acme.audit", b"{}")
-
-
-class FakeJs:
-    def __init__(self, message: RawStreamMsg | None) -> None:
-        self.message = message
-
-    async def get_msg(self, stream: str, seq: int) -> RawStreamMsg:
-        if self.message is None:
-            raise NotFoundError
-        return self.message
-
-
-class FakeBroker:
-    def __init__(self, message: RawStreamMsg | None) -> None:
-        self.js = FakeJs(message)
-        self.published: list[tuple[Any, str, dict[str, Any]]] = []
-        self.connection = self
-
-    def jetstream(self) -> FakeJs:
-        return self.js
-
-    async def publish(self, message: Any, subject: str, **kwargs: Any) -> None:
-        self.published.append((message, subject, kwargs))
 
 
 ADVISORY = deadletter.MaxDeliveriesAdvisory.model_validate(

@@ -17,6 +17,7 @@ from services.audit.ingest import parse_batch
 from services.audit.settings import AuditSettings
 from shared import subjects
 from shared.messages.audit import AuditEventType, AuditRecorded
+from tests.support.fakebus import FakeBroker
 
 pytestmark = pytest.mark.unit
 
@@ -82,14 +83,6 @@ def test_retry_delay_grows_with_deliveries() -> None:
     assert retry_delay([msg(b"", delivered=1)]) == 2.0
     assert retry_delay([msg(b"", delivered=1), msg(b"", delivered=4)]) == 16.0
     assert retry_delay([msg(b"", delivered=50)]) == 30.0
-
-
-class FakeBroker:
-    def __init__(self) -> None:
-        self.published: list[tuple[Any, str, dict[str, Any]]] = []
-
-    async def publish(self, message: Any, subject: str, **kwargs: Any) -> None:
-        self.published.append((message, subject, kwargs))
 
 
 class FakeWriter:
