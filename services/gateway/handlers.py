@@ -216,7 +216,21 @@ def build_router(deps: Deps) -> NatsRouter:
 
     @router.subscriber(subjects.ALL_SYNC_REQUESTS, queue=SERVICE, max_workers=workers)
     async def on_sync_request(msg: NatsMessage) -> bytes:
-        done = await handle_request(deps, msg.raw_message.subject, msg.body)
+        try:
+            done = await handle_request(deps, msg.raw_message.subject, msg.body)
+        except Exception:
+            # No redelivery on this path: answer now, or the caller waits out its timeout.
+            log.exception("completion.sync_failed")
+            parsed = intake.parse(
+                subjects.tenant_from_subject(msg.raw_message.subject, 1), msg.body
+            )
+            done = CompletionPublished(
+                tenant_id=parsed.tenant_id,
+                request_id=parsed.request_id,
+                error=ErrorInfo(
+                    code=ErrorCode.INTERNAL, message="internal error in the gateway", retryable=True
+                ),
+            )
         return done.model_dump_json().encode()
 
     @router.subscriber(subjects.ALL_INGESTS, queue=SERVICE, max_workers=max(1, workers // 8))

@@ -82,9 +82,9 @@ async def _answer(
         max_tokens=max_tokens,
         limits=config.limits,
     )
-    search = SearchChunks(**ids, query=req.question, top_k=req.top_k)
+    search = SearchChunks(**ids, query=req.question, top_k=req.top_k) if req.top_k > 0 else None
     found: ChunksFound | BaseException | None = None
-    if req.top_k > 0 and refusals.may_search_early(req.tenant_id):
+    if search is not None and refusals.may_search_early(req.tenant_id):
         # The search does not depend on the authorisation: run both at once (a round
         # trip and a search fewer on the critical path). Nothing found is used unless
         # the request is admitted.
@@ -103,7 +103,7 @@ async def _answer(
     usage, answered_by = Usage(), model
     try:
         chunks: list[Chunk] = []
-        if req.top_k > 0:
+        if search is not None:
             if found is None:
                 found = await ports.search(search)
             if isinstance(found, BaseException):

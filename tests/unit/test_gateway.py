@@ -174,6 +174,13 @@ async def test_after_a_refusal_the_tenant_searches_only_once_admitted() -> None:
     assert ports.calls[:3] == ["resolve", "authorize", "search"]  # searched after admission
 
 
+async def test_top_k_0_skips_retrieval() -> None:
+    ports = FakePorts()
+    out = await answer(CreateCompletion(tenant_id="acme", question="hi", top_k=0), ports, SETTINGS)
+    assert out.completion.error is None and out.completion.citations == []
+    assert "search" not in ports.calls
+
+
 async def test_a_failed_search_still_releases_the_hold() -> None:
     class FailingSearch(FakePorts):
         async def search(self, msg: SearchChunks) -> ChunksFound:

@@ -168,9 +168,7 @@ async def test_a_refusal_is_never_decided_on_remembered_state_alone() -> None:
     # b settles a's hold for nothing used: the whole budget is free again. a's memory
     # still says "full"; a refusal writes nothing, so it must re-read before refusing.
     settled = await b.settle(
-        SettleUsage(
-            tenant_id="acme", reservation_id=hold.reservation_id, model="m", usage=Usage()
-        )
+        SettleUsage(tenant_id="acme", reservation_id=hold.reservation_id, model="m", usage=Usage())
     )
     assert settled.kind is SettleKind.SETTLED
     assert isinstance(await a.authorize(ask("acme", lim)), Admitted)
