@@ -1,5 +1,9 @@
 """A strict system-prompt renderer with a closed set of variables.
 
+Shared because two services render: promptconfig checks templates when they are saved
+and renders its answers and previews, and the gateway renders each config once into its
+cache.
+
 Unlike the seed's `new RegExp(placeholder)` loop, rendering is one pass over a template
 that was fully checked when it was saved: unknown variables and stray braces are
 refused, and substituted values are never re-scanned, so tenant-supplied text (custom
@@ -10,6 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+
+from shared.messages.tenants import TenantConfig
 
 VARIABLES = frozenset({"tenant_name", "tenant_tier", "custom_instructions", "tenant_id"})
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -52,3 +58,16 @@ def render(template: str, values: Mapping[str, str]) -> str:
     if missing:
         raise TemplateError(f"missing values for {sorted(missing)}")
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
+
+
+def system_prompt(config: TenantConfig) -> str:
+    """The tenant's system prompt, rendered from its config."""
+    return render(
+        config.system_prompt_template,
+        {
+            "tenant_name": config.name,
+            "tenant_tier": config.tier.value,
+            "custom_instructions": config.custom_instructions,
+            "tenant_id": config.tenant_id,
+        },
+    )

@@ -56,6 +56,10 @@ class AuditSettings(TenantrySettings):
         description="Single-writer lease TTL: how soon a standby takes over a dead writer.",
     )
     schema_dir: Path = Field(default=DEFAULT_SCHEMA_DIR, description="Numbered *.sql files.")
+    # Audit's writes are batched and behind the request path, but a ClickHouse insert
+    # holds a core for tens of ms: at equal priority it stalls requests on a small
+    # machine (bench: added p99). Lower priority spends only the CPU the path leaves.
+    cpu_nice: int = Field(default=10, ge=0, le=19, description="Unix nice of the audit process.")
 
     def dsn(self) -> str:
         if self.clickhouse_dsn is not None:

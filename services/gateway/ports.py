@@ -6,6 +6,7 @@ from typing import Protocol
 
 from faststream.nats import NatsBroker
 
+from services.gateway.tenants import TenantCache
 from shared import subjects
 from shared.bus import call
 from shared.messages.leakage import ScanText, TextScanned
@@ -31,14 +32,28 @@ class Ports(Protocol):
 
 
 class BusPorts:
-    """Ports over NATS request/reply; raises shared.bus.ServiceCallError when nobody answers."""
+    """Ports over NATS request/reply; raises shared.bus.ServiceCallError when nobody answers.
 
-    def __init__(self, broker: NatsBroker, timeout_s: float, model_timeout_s: float) -> None:
+    With a `cache`, resolve answers from it and asks promptconfig only on a miss."""
+
+    def __init__(
+        self,
+        broker: NatsBroker,
+        timeout_s: float,
+        model_timeout_s: float,
+        cache: TenantCache | None = None,
+    ) -> None:
         self._broker = broker
         self._timeout = timeout_s
         self._model_timeout = model_timeout_s
+        self._cache = cache
 
     async def resolve(self, msg: ResolveTenant) -> TenantResolved:
+        if self._cache is not None:
+            return await self._cache.resolve(msg, self._ask_promptconfig)
+        return await self._ask_promptconfig(msg)
+
+    async def _ask_promptconfig(self, msg: ResolveTenant) -> TenantResolved:
         subject = subjects.service("promptconfig", "resolve", msg.tenant_id)
         return await call(self._broker, subject, msg, TenantResolved, self._timeout)
 

@@ -14,3 +14,17 @@ class GatewaySettings(TenantrySettings):
     max_chunk_chars: int = Field(
         default=1_000, ge=100, description="Upper bound of one retrieved chunk, for estimates."
     )
+    config_cache: bool = Field(
+        default=True,
+        description="Serve tenant configs from a watched in-memory copy of the tenants "
+        "bucket instead of asking promptconfig per request. Off: every request reads the "
+        "KV through promptconfig (one more round trip, ~1-2 ms of CPU), for an operator "
+        "who wants each request to see the store itself rather than a copy about 1 ms "
+        "behind it.",
+    )
+    config_load_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description="How long start-up waits for the config cache's first full load.",
+    )

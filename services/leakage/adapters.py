@@ -1,24 +1,20 @@
-"""leakage's feeds: the tenant registry (a JetStream KV watcher keeping the
+"""leakage's feeds: the tenant registry (a JetStream KV watch keeping the
 TenantDirectory current) and every tenant's content fingerprints (a JetStream replay).
-
-promptconfig owns the tenants bucket; leakage only reads it. The watcher delivers the
-latest value of every key, then a marker, then live changes (puts, deletes, purges).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from services.leakage.content import FingerprintIndex
 from services.leakage.directory import TenantDirectory, TenantIdentity
 from shared import subjects
-from shared.bus import TENANTS_BUCKET
+from shared.feeds import Feed, TenantConfigFeed, parse_config
 from shared.logging import get_logger
 from shared.messages.leakage import FingerprintsChanged
 from shared.messages.tenants import TenantConfig
@@ -26,121 +22,38 @@ from shared.messages.tenants import TenantConfig
 log = get_logger("tenantry.leakage.registry")
 
 
-class UnreadableEntry(ValueError):
-    pass
-
-
 def parse_entry(entry: KeyValue.Entry) -> TenantIdentity | None:
     """The tenant's identity, or None when it was deleted or purged."""
-    if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-        return None
-    try:
-        config = TenantConfig.model_validate_json(entry.value)
-    except ValidationError as exc:
-        raise UnreadableEntry(entry.key) from exc
-    if config.tenant_id != entry.key:
-        # Deletes arrive by key: an identity filed under another id could never be removed.
-        raise UnreadableEntry(entry.key)
-    return TenantIdentity.from_config(config)
+    config = parse_config(entry)
+    return TenantIdentity.from_config(config) if config is not None else None
 
 
-class _Feed:
-    """A self-healing background follower: `start` waits until the first full load is
-    applied; a failed follow is logged and restarted (with a fresh full load) after
-    `retry_s`, so what the scanner knows never silently goes stale."""
-
-    what = "feed"
-
-    def __init__(self, retry_s: float) -> None:
-        self._retry_s = retry_s
-        self._loaded = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, timeout: float) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"leakage-{self.what}")
-        try:
-            # _run never gives up (it retries), so waiting on the event alone is enough.
-            await asyncio.wait_for(self._loaded.wait(), timeout)
-        except TimeoutError:
-            await self.stop()
-            raise TimeoutError(f"{self.what} not loaded within {timeout:g}s") from None
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self._cleanup()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._follow()
-            except Exception:
-                log.exception("leakage.feed_failed", feed=self.what)
-            await self._cleanup()
-            await asyncio.sleep(self._retry_s)
-
-    async def _follow(self) -> None:
-        raise NotImplementedError
-
-    async def _cleanup(self) -> None:
-        """Release what a follow held (after a failure, and at stop)."""
-
-
-class KvTenantFeed(_Feed):
-    """One long-lived watcher of the tenants bucket per service."""
+class KvTenantFeed(TenantConfigFeed):
+    """The tenants bucket, kept in the TenantDirectory as identities. An unreadable
+    entry keeps what the directory knew rather than forgetting the tenant's names."""
 
     what = "tenant registry"
 
     def __init__(
         self, js: JetStreamContext, directory: TenantDirectory, retry_s: float = 1.0
     ) -> None:
-        super().__init__(retry_s)
-        self._js = js
+        super().__init__(js, self._load, self._change, retry_s=retry_s)
         self._directory = directory
-        self._watcher: KeyValue.KeyWatcher | None = None
 
-    async def _cleanup(self) -> None:
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):  # the connection may already be closed
-                await self._watcher.stop()  # type: ignore[no-untyped-call]
-            self._watcher = None
+    def _load(self, configs: dict[str, TenantConfig]) -> None:
+        self._directory.replace_all(TenantIdentity.from_config(c) for c in configs.values())
+        log.info("leakage.registry_loaded", tenants=len(self._directory))
 
-    async def _follow(self) -> None:
-        kv = await self._js.key_value(TENANTS_BUCKET)
-        self._watcher = await kv.watchall()
-        snapshot: dict[str, TenantIdentity] = {}
-        loading = True
-        async for entry in self._watcher:
-            if entry is None:  # end of the initial values
-                if loading:
-                    self._directory.replace_all(snapshot.values())
-                    loading = False
-                    self._loaded.set()
-                    log.info("leakage.registry_loaded", tenants=len(self._directory))
-                continue
-            try:
-                parsed = parse_entry(entry)
-            except UnreadableEntry:
-                # Keep what we knew about the tenant rather than forgetting its names.
-                log.warning("leakage.registry_unreadable", key=entry.key, revision=entry.revision)
-                continue
-            if loading:
-                if parsed is not None:
-                    snapshot[entry.key] = parsed
-                else:
-                    snapshot.pop(entry.key, None)
-            elif parsed is not None:
-                self._directory.upsert(parsed)
-                log.info("leakage.tenant_updated", key=entry.key)
-            else:
-                self._directory.remove(entry.key)
-                log.info("leakage.tenant_removed", key=entry.key)
+    def _change(self, key: str, config: TenantConfig | None) -> None:
+        if config is not None:
+            self._directory.upsert(TenantIdentity.from_config(config))
+            log.info("leakage.tenant_updated", key=key)
+        else:
+            self._directory.remove(key)
+            log.info("leakage.tenant_removed", key=key)
 
 
-class FingerprintFeed(_Feed):
+class FingerprintFeed(Feed):
     """Every tenant's content fingerprints, replayed from TENANTRY_FINGERPRINTS into the index.
 
     Each replica needs all of them, so each reads the whole subject through its own

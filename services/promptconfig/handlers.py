@@ -9,6 +9,7 @@ from faststream.nats import NatsRouter
 from services.promptconfig import lifecycle, registry
 from services.promptconfig.adapters import TenantStore
 from services.promptconfig.lifecycle import LifecyclePorts
+from shared import templates
 from shared.audit import AuditTrail
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
@@ -57,7 +58,7 @@ def build_router(deps: Deps) -> NatsRouter:
             return error_reply(TenantResolved, msg.tenant_id, msg.request_id, _UNKNOWN)
         config, _ = found
         return reply_ok(
-            TenantResolved, msg, config=config, system_prompt=registry.system_prompt(config)
+            TenantResolved, msg, config=config, system_prompt=templates.system_prompt(config)
         )
 
     @rpc(router, SERVICE, "upsert", UpsertTenant, TenantUpserted, deps.trail)

@@ -1,9 +1,9 @@
-"""Tenant registry logic: versioned saves, look-ups and prompt rendering. No broker here."""
+"""Tenant registry logic: versioned saves, look-ups and previews. No broker here."""
 
 from __future__ import annotations
 
-from services.promptconfig import templates
 from services.promptconfig.adapters import TenantStore, VersionConflict
+from shared import templates
 from shared.messages.tenants import TenantConfig, TenantProfile
 
 
@@ -61,18 +61,6 @@ def changed_fields(before: TenantConfig | None, after: TenantConfig) -> list[str
     )
 
 
-def system_prompt(config: TenantConfig) -> str:
-    return templates.render(
-        config.system_prompt_template,
-        {
-            "tenant_name": config.name,
-            "tenant_tier": config.tier.value,
-            "custom_instructions": config.custom_instructions,
-            "tenant_id": config.tenant_id,
-        },
-    )
-
-
 async def versions(store: TenantStore, tenant_id: str) -> list[TenantConfig]:
     """Every version, oldest first, including the current one even if its record is missing."""
     recorded = {c.version: c for c in await store.versions(tenant_id)}
@@ -101,6 +89,6 @@ def preview(
         }
     )
     try:
-        return system_prompt(changed)
+        return templates.system_prompt(changed)
     except templates.TemplateError as exc:
         raise InvalidProfile(str(exc)) from exc

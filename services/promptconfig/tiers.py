@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.promptconfig.templates import DEFAULT_TEMPLATE
 from shared.messages.tenants import TenantLimits, TenantProfile, Tier
 from shared.money import usd
+from shared.templates import DEFAULT_TEMPLATE
 
 DEFAULT_MODELS = ["claude-sonnet-4-5", "claude-haiku-4-5"]
 

@@ -46,7 +46,7 @@ class TenantProfile(BaseModel):
         default_factory=list, max_length=32, description="Internet domains the tenant owns."
     )
     system_prompt_template: str = Field(
-        max_length=20_000, description="System prompt template; see promptconfig.templates."
+        max_length=20_000, description="System prompt template; see shared.templates."
     )
     custom_instructions: str = Field(
         default="", max_length=4_000, description="Tenant text inserted verbatim, never parsed."

@@ -17,7 +17,6 @@ from services.leakage.directory import TenantDirectory
 from services.leakage.settings import LeakageSettings
 from services.promptconfig.app import bootstrap as bootstrap_promptconfig
 from services.promptconfig.settings import PromptConfigSettings
-from services.promptconfig.templates import DEFAULT_TEMPLATE
 from services.promptconfig.tiers import DEFAULT_MODELS, TIER_LIMITS
 from shared import subjects
 from shared.bus import call
@@ -31,6 +30,7 @@ from shared.messages.tenants import (
     UpsertTenant,
 )
 from shared.service import Service
+from shared.templates import DEFAULT_TEMPLATE
 from tests.support.bus import ready
 
 pytestmark = pytest.mark.integration

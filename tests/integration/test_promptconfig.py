@@ -7,7 +7,6 @@ from faststream.nats import NatsBroker
 
 from services.promptconfig.app import bootstrap
 from services.promptconfig.settings import PromptConfigSettings
-from services.promptconfig.templates import DEFAULT_TEMPLATE
 from services.promptconfig.tiers import DEFAULT_MODELS, TIER_LIMITS
 from shared import subjects
 from shared.bus import call
@@ -21,6 +20,7 @@ from shared.messages.tenants import (
     UpsertTenant,
 )
 from shared.service import Service
+from shared.templates import DEFAULT_TEMPLATE
 
 
 @pytest_asyncio.fixture(scope="module")

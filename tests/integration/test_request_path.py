@@ -19,6 +19,7 @@ from services.audit.app import bootstrap as audit_app
 from services.audit.settings import AuditSettings
 from services.gateway.app import bootstrap as gateway_app
 from services.gateway.settings import GatewaySettings
+from services.gateway.tenants import TenantCache
 from services.leakage.app import bootstrap as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.llm.app import bootstrap as llm_app
@@ -48,6 +49,7 @@ class Running:
     services: list[Service]
     stub: MessagesApiStub
     nats_url: str
+    cache: TenantCache  # the gateway's copy of the tenant configs
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -57,6 +59,7 @@ async def platform(
     data = tmp_path_factory.mktemp("platform")
     stub = MessagesApiStub().start()
     common = {"nats_url": nats_url, "data_dir": Path(data)}
+    cache = TenantCache()
     services = [
         promptconfig_app(PromptConfigSettings(**common)),
         audit_app(AuditSettings(**common)),
@@ -68,11 +71,11 @@ async def platform(
                 **common, anthropic_api_key="sk-ant-test-0123456789", anthropic_base_url=stub.url
             )
         ),
-        gateway_app(GatewaySettings(**common)),
+        gateway_app(GatewaySettings(**common), cache=cache),
     ]
     for service in services:
         await service.start()
-    yield Running(services, stub, nats_url)
+    yield Running(services, stub, nats_url, cache)
     for service in reversed(services):
         await service.stop()
     stub.stop()
@@ -281,3 +284,40 @@ async def test_identical_prompts_never_share_an_answer(
         assert {c.document_id for c in done.citations} <= own
         answers.setdefault(tenant.tenant_id, []).append(done)
     assert answers[a.tenant_id][0].request_id != answers[a.tenant_id][1].request_id
+
+
+async def test_the_next_request_sees_a_config_change_and_a_deleted_tenant_is_refused(
+    platform: Running, new_tenant_id: Callable[[str], str]
+) -> None:
+    """The gateway answers from its watched copy of the tenants bucket; the watch delivers
+    promptconfig's KV write before promptconfig replies to the save, so the request sent
+    after the reply already sees it. No polling here on purpose."""
+    tid = new_tenant_id("live")
+    profile = default_profile("Initrode", Tier.PRO, custom_instructions="Be formal.")
+    async with OpsClient(platform.nats_url) as ops, TenantClient(tid, platform.nats_url) as client:
+        assert (await ops.save_tenant(tid, profile)).ok
+        cached = platform.cache.get(tid)
+        assert cached is not None and cached.config.version == 1
+
+        platform.stub.clear()
+        done = await client.ask_sync("Anything?")
+        assert done.ok, done.error
+        [sent] = platform.stub.requests
+        assert "You are an AI assistant for Initrode" in sent.system
+        assert "Be formal." in sent.system
+
+        changed = profile.model_copy(update={"custom_instructions": "Be playful."})
+        assert (await ops.save_tenant(tid, changed)).ok
+        platform.stub.clear()
+        done = await client.ask("Anything?")  # the durable path this time
+        assert done.ok, done.error
+        [sent] = platform.stub.requests
+        assert "Be playful." in sent.system and "Be formal." not in sent.system
+
+        deleted = await ops.delete_tenant(tid)
+        assert deleted.ok and deleted.existed
+        assert tid not in platform.cache
+        platform.stub.clear()
+        for refused in (await client.ask_sync("Still there?"), await client.ask("And now?")):
+            assert refused.error and refused.error.code is ErrorCode.UNKNOWN_TENANT
+        assert platform.stub.requests == []

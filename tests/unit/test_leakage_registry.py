@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from services.leakage.adapters import UnreadableEntry, parse_entry
+from services.leakage.adapters import parse_entry
 from services.leakage.directory import TenantDirectory, TenantIdentity
-from services.promptconfig.templates import DEFAULT_TEMPLATE
 from services.promptconfig.tiers import DEFAULT_MODELS, TIER_LIMITS
+from shared.feeds import UnreadableEntry
 from shared.messages.tenants import TenantConfig, Tier
+from shared.templates import DEFAULT_TEMPLATE
 
 pytestmark = pytest.mark.unit
 

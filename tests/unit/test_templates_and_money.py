@@ -4,11 +4,11 @@ from decimal import Decimal
 
 import pytest
 
-from services.promptconfig import templates
-from services.promptconfig.registry import system_prompt
 from services.promptconfig.tiers import default_profile
+from shared import templates
 from shared.messages.tenants import TenantConfig, Tier
 from shared.money import format_usd, per_mtok, usd
+from shared.templates import system_prompt
 
 pytestmark = pytest.mark.unit
 
