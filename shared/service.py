@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,8 +77,6 @@ class Service:
 def run(service: Service) -> None:
     """Entry point of `python -m services.<name>`: run until SIGINT/SIGTERM."""
     configure_logging(service.settings.log_level, service.settings.log_format, service.name)
-    if service.settings.cpu_nice:
-        os.nice(service.settings.cpu_nice)
 
     async def main() -> None:
         stop = asyncio.Event()

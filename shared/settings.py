@@ -37,12 +37,6 @@ class TenantrySettings(BaseSettings):
     data_dir: Path = Field(default=Path("var"), description="Root of embedded-mode state.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
-    cpu_nice: int = Field(
-        default=0,
-        ge=0,
-        le=19,
-        description="Lower CPU priority (Unix nice) for a service whose work can wait.",
-    )
     rpc_timeout_s: float = Field(default=10.0, gt=0, le=300, description="Service call timeout.")
 
     @field_validator("nats_url")
