@@ -38,7 +38,7 @@ class AuditSettings(TenantrySettings):
     # 2,000 gave 2.6k events/s, 1,000 gave 6.4k).
     batch_size: int = Field(default=1_000, ge=1, le=1_000, description="Events per insert.")
     batch_timeout_s: float = Field(
-        default=0.25,
+        default=1.0,
         gt=0,
         le=5,
         description="Longest wait to fill a batch; bounds how soon a write is readable.",
