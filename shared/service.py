@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import uvloop
 from faststream.nats import NatsBroker, NatsMessage, NatsRouter
 from pydantic import ValidationError
 
@@ -89,7 +90,10 @@ def run(service: Service) -> None:
         finally:
             await service.stop()
 
-    asyncio.run(main())
+    # uvloop: the event loop and socket I/O in C. Every request crosses seven processes
+    # and ~14 NATS round trips, so loop overhead is paid many times over (bench: CPU
+    # per request and added latency, bench/pipeline.py).
+    uvloop.run(main())
 
 
 def error_reply(reply_type: type[P], tenant_id: str, request_id: str, info: ErrorInfo) -> P:
