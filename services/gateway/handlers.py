@@ -101,6 +101,7 @@ async def handle_request(
                 "findings": outcome.findings,
                 "latency_ms": round(outcome.latency_ms, 2),
                 "error_code": done.error.code.value if done.error else None,
+                **{f"ms_{stage}": ms for stage, ms in outcome.stages_ms.items()},
             },
         )
         await asyncio.gather(deliver(done), audited)

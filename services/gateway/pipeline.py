@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.gateway.ports import Ports
 from services.gateway.settings import GatewaySettings
@@ -36,6 +36,21 @@ class Outcome:
     latency_ms: float
     chunks: int = 0
     findings: int = 0
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Laps:
+    """How long each stage of one request took, in order; goes into its audit row so an
+    operator can see where a slow request spent its time."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = round((now - self._last) * 1000, 2)
+        self._last = now
 
 
 def _checked(reply: Reply) -> None:
@@ -50,13 +65,15 @@ async def answer(
     refusals: RecentRefusals | None = None,
 ) -> Outcome:
     started = time.perf_counter()
+    laps = Laps()
     try:
-        outcome = await _answer(req, ports, settings, refusals or RecentRefusals())
+        outcome = await _answer(req, ports, settings, refusals or RecentRefusals(), laps)
     except Refused as refused:
         outcome = Outcome(_error(req, refused.info), 0.0)
     except ServiceCallError as failed:
         outcome = Outcome(_error(req, failed.info), 0.0)
     outcome.latency_ms = (time.perf_counter() - started) * 1000
+    outcome.stages_ms = laps.ms
     return outcome
 
 
@@ -65,10 +82,15 @@ def _error(req: CreateCompletion, info: ErrorInfo) -> CompletionPublished:
 
 
 async def _answer(
-    req: CreateCompletion, ports: Ports, settings: GatewaySettings, refusals: RecentRefusals
+    req: CreateCompletion,
+    ports: Ports,
+    settings: GatewaySettings,
+    refusals: RecentRefusals,
+    laps: Laps,
 ) -> Outcome:
     ids = {"tenant_id": req.tenant_id, "request_id": req.request_id}
     resolved = await ports.resolve(ResolveTenant(**ids))
+    laps.lap("resolve")
     _checked(resolved)
     assert resolved.config is not None
     config = resolved.config
@@ -94,8 +116,10 @@ async def _answer(
         if isinstance(admitted, BaseException):
             raise admitted
         authorized = admitted
+        laps.lap("authorize_and_search")
     else:
         authorized = await ports.authorize(authorize)
+        laps.lap("authorize")
     if authorized.error is not None:
         refusals.refused(req.tenant_id)
     _checked(authorized)
@@ -106,6 +130,7 @@ async def _answer(
         if search is not None:
             if found is None:
                 found = await ports.search(search)
+                laps.lap("search")
             if isinstance(found, BaseException):
                 raise found
             _checked(found)
@@ -117,6 +142,7 @@ async def _answer(
                 **ids, location=ScanLocation.PROMPT, text=_user_prompt(req, chunks), context=chunks
             ),
         )
+        laps.lap("scan_prompt")
         invoked = await ports.invoke(
             InvokeModel(
                 **ids,
@@ -128,6 +154,7 @@ async def _answer(
                 context=chunks,
             )
         )
+        laps.lap("invoke")
         usage, answered_by = invoked.usage, invoked.model or model
         _checked(invoked)
     except BaseException:
@@ -142,6 +169,7 @@ async def _answer(
         _settle(ports, ids, authorized.reservation_id, answered_by, usage),
         return_exceptions=True,
     )
+    laps.lap("scan_response_and_settle")
     for result in (settled, scanned):
         if isinstance(result, BaseException):
             raise result

@@ -174,6 +174,21 @@ async def test_after_a_refusal_the_tenant_searches_only_once_admitted() -> None:
     assert ports.calls[:3] == ["resolve", "authorize", "search"]  # searched after admission
 
 
+async def test_each_stage_is_timed_for_the_audit_row() -> None:
+    out = await answer(CreateCompletion(tenant_id="acme", question="hi"), FakePorts(), SETTINGS)
+    assert list(out.stages_ms) == [
+        "resolve",
+        "authorize_and_search",
+        "scan_prompt",
+        "invoke",
+        "scan_response_and_settle",
+    ]
+    assert all(ms >= 0 for ms in out.stages_ms.values())
+    refused = FakePorts(authorize_error=ErrorInfo(code=ErrorCode.RATE_LIMITED, message="no"))
+    out = await answer(CreateCompletion(tenant_id="acme", question="hi"), refused, SETTINGS)
+    assert list(out.stages_ms) == ["resolve", "authorize_and_search"]  # where it stopped
+
+
 async def test_top_k_0_skips_retrieval() -> None:
     ports = FakePorts()
     out = await answer(CreateCompletion(tenant_id="acme", question="hi", top_k=0), ports, SETTINGS)
