@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,11 @@ def run(service: Service) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await service.start()
+        # Everything built at start-up (imports, SDK models, clients) lives as long as the
+        # process: freeze it out of the garbage collector, whose full passes over it took
+        # 30-100 ms (llm: 180k objects) and landed on whichever request was in flight.
+        gc.collect()
+        gc.freeze()
         try:
             await stop.wait()
         finally:
