@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from services.gateway import intake, pipeline
 from services.gateway.ports import Ports
+from services.gateway.refusals import RecentRefusals
 from services.gateway.settings import GatewaySettings
 from shared import subjects
 from shared.audit import AuditTrail
@@ -38,7 +39,7 @@ class Deps:
     broker: NatsBroker
     ports: Ports
     trail: AuditTrail
-    refusals: pipeline.RecentRefusals = field(default_factory=pipeline.RecentRefusals)
+    refusals: RecentRefusals = field(default_factory=RecentRefusals)
 
 
 Deliver = Callable[[CompletionPublished], Awaitable[None]]

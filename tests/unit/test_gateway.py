@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.gateway import intake
-from services.gateway.pipeline import RecentRefusals, answer
+from services.gateway.pipeline import answer
+from services.gateway.refusals import RecentRefusals
 from services.gateway.settings import GatewaySettings
 from services.promptconfig.tiers import default_profile
 from shared.messages.base import ErrorCode, ErrorInfo
