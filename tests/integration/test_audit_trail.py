@@ -477,6 +477,8 @@ async def test_one_requests_trail_is_found_by_its_request_id(
             subjects.audit_event(tid),
         )
     await record(client_broker, tid, 2)  # other requests
+    # record() waits for its own 2 rows only; the 4 above may land in a later batch.
+    await eventually(lambda: query(client_broker, tid), lambda p: p.total >= len(steps) + 2)
     page = await query(client_broker, tid, of_request="req-trail-1")
     assert sorted(r.action for r in page.rows) == sorted(steps)
     assert {r.request_id for r in page.rows} == {"req-trail-1"}
