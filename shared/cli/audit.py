@@ -89,9 +89,20 @@ def audit_query(
 audit.command("show", hidden=True)(audit_query)
 
 
+# A cell a spreadsheet would run as a formula (OWASP "CSV injection"). Audit rows hold
+# client-supplied text (user agents, actors, error messages), and CSV is the format
+# people open in a spreadsheet, so such cells get a leading apostrophe there. JSONL is
+# the byte-faithful export.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
 def csv_record(row: AuditRow) -> list[str]:
     values = row.model_dump(mode="json")
-    return [str(values[c]) for c in CSV_COLUMNS]
+    return [spreadsheet_safe(str(values[c])) for c in CSV_COLUMNS]
 
 
 async def write_export(rows: AsyncIterator[AuditRow], fmt: ExportFormat, out: IO[str]) -> int:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.cli.audit import CSV_COLUMNS, ExportFormat, write_export
+from shared.cli.audit import CSV_COLUMNS, ExportFormat, spreadsheet_safe, write_export
 from shared.messages.audit import AuditRow
 
 pytestmark = pytest.mark.unit
@@ -50,8 +50,16 @@ async def test_csv_round_trips_every_awkward_value() -> None:
     assert len(back) == len(NASTY)
     for parsed, text in zip(back, NASTY, strict=True):
         assert list(parsed) == CSV_COLUMNS
-        assert parsed["action"] == parsed["error"] == parsed["actor"] == text
+        # Formula-looking cells come back with the apostrophe that disarms them.
+        expected = "'" + text if text.startswith("=") else text
+        assert parsed["action"] == parsed["error"] == parsed["actor"] == expected
         assert json.loads(parsed["details"]) == {"t": text}
+
+
+@pytest.mark.parametrize("cell", ['=HYPERLINK("http://x")', "+1", "-1+1", "@SUM(A1)", "\tx"])
+def test_csv_cells_that_a_spreadsheet_would_run_are_disarmed(cell: str) -> None:
+    assert spreadsheet_safe(cell) == "'" + cell
+    assert spreadsheet_safe("plain " + cell) == "plain " + cell
 
 
 async def test_jsonl_is_one_row_per_line() -> None:
