@@ -8,24 +8,17 @@ import contextlib
 
 from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from services.leakage.content import FingerprintIndex
 from services.leakage.directory import TenantDirectory, TenantIdentity
 from shared import subjects
-from shared.feeds import Feed, TenantConfigFeed, parse_config
+from shared.feeds import Feed, TenantConfigFeed
 from shared.logging import get_logger
 from shared.messages.leakage import FingerprintsChanged
 from shared.messages.tenants import TenantConfig
 
 log = get_logger("tenantry.leakage.registry")
-
-
-def parse_entry(entry: KeyValue.Entry) -> TenantIdentity | None:
-    """The tenant's identity, or None when it was deleted or purged."""
-    config = parse_config(entry)
-    return TenantIdentity.from_config(config) if config is not None else None
 
 
 class KvTenantFeed(TenantConfigFeed):

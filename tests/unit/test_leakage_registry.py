@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from services.leakage.adapters import parse_entry
 from services.leakage.directory import TenantDirectory, TenantIdentity
 from services.promptconfig.tiers import DEFAULT_MODELS, TIER_LIMITS
-from shared.feeds import UnreadableEntry
+from shared.feeds import UnreadableEntry, parse_config
 from shared.messages.tenants import TenantConfig, Tier
 from shared.templates import DEFAULT_TEMPLATE
 
@@ -25,6 +24,12 @@ def entry(key: str, value: bytes | None, operation: str | None = None) -> KeyVal
         created=None,
         operation=operation,
     )
+
+
+def parse_entry(kv_entry: KeyValue.Entry) -> TenantIdentity | None:
+    """What leakage's registry feed keeps for an entry (shared parse, leakage's identity)."""
+    config = parse_config(kv_entry)
+    return TenantIdentity.from_config(config) if config is not None else None
 
 
 def config_json(tid: str, policy: dict[str, str] | None = None) -> bytes:
