@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import TypeVar
 
 import nats.errors
@@ -46,7 +47,7 @@ MAX_DELIVER = 5
 STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(
         name=subjects.REQUESTS_STREAM,
-        subjects=[subjects.ALL_REQUESTS],
+        subjects=[subjects.ALL_QUEUED_REQUESTS],
         retention=RetentionPolicy.WORK_QUEUE,
         max_age=DAY,
         storage=StorageType.FILE,
@@ -103,6 +104,12 @@ def stream(name: str) -> JStream:
     return JStream(name, declare=False)
 
 
+def pull_inbox(service: str) -> bytes:
+    """Inbox prefix for a service's pull subscribers (FastStream defaults them to the
+    shared `_INBOX.`, which a service's NATS user may not subscribe to)."""
+    return (subjects.service_inbox_prefix(service) + ".").encode()
+
+
 def durable_config(ack_wait_s: float = 30.0) -> ConsumerConfig:
     return ConsumerConfig(max_deliver=MAX_DELIVER, ack_wait=ack_wait_s)
 
@@ -116,6 +123,9 @@ def make_broker(settings: TenantrySettings, service: str) -> NatsBroker:
         [url.strip() for url in settings.nats_url.split(",")],
         name=f"tenantry-{service}",
         security=security,
+        # Replies to this service's own requests come only below its own prefix, the
+        # one inbox its NATS user may subscribe to (shared.grants).
+        inbox_prefix=subjects.service_inbox_prefix(service),
         # FastStream logs every message at INFO; per-message lines are debug noise here.
         log_level=logging.DEBUG,
         logger=logging.getLogger(f"tenantry.{service}.broker"),
@@ -134,9 +144,19 @@ async def whole_message(message: StreamMessage[Msg]) -> StreamMessage[Msg]:
     return message
 
 
-async def ensure_topology(js: JetStreamContext) -> None:
-    """Create or update every stream and KV bucket. Safe to run from every replica at once."""
+async def ensure_topology(
+    js: JetStreamContext,
+    streams: Iterable[str] | None = None,
+    buckets: Iterable[str] | None = None,
+) -> None:
+    """Create or update the named streams and KV buckets (None: all of them). Safe to run
+    from every replica at once. A service declares only what it uses (shared.grants):
+    its NATS user has JetStream API rights on nothing else."""
+    wanted_streams = None if streams is None else set(streams)
+    wanted_buckets = None if buckets is None else set(buckets)
     for config in STREAMS:
+        if wanted_streams is not None and config.name not in wanted_streams:
+            continue
         try:
             await js.stream_info(config.name or "")
             await js.update_stream(config)
@@ -147,6 +167,8 @@ async def ensure_topology(js: JetStreamContext) -> None:
                 # Another replica created it between our look-up and our add.
                 await js.update_stream(config)
     for kv in BUCKETS:
+        if wanted_buckets is not None and kv.bucket not in wanted_buckets:
+            continue
         try:
             await js.key_value(kv.bucket)
         except BucketNotFoundError:

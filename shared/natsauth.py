@@ -16,7 +16,7 @@ from pathlib import Path
 
 import bcrypt
 
-from shared import subjects
+from shared import grants, subjects
 
 BCRYPT_ROUNDS = 10  # nats-server checks the hash at every connect: ~60 ms at 10 rounds
 
@@ -77,8 +77,13 @@ def tenant_user(tenant_id: str, password_hash: str) -> NatsUser:
 
 
 def service_user(name: str, password_hash: str) -> NatsUser:
-    # Services are the platform: they route every tenant's traffic.
-    return NatsUser(f"svc-{name}", password_hash, publish=[">"], subscribe=[">"])
+    """Least privilege: what shared.grants lists for this service, nothing more."""
+    return NatsUser(
+        f"svc-{name}",
+        password_hash,
+        publish=grants.publish_permissions(name),
+        subscribe=grants.subscribe_permissions(name),
+    )
 
 
 def ops_user(password_hash: str) -> NatsUser:

@@ -78,6 +78,8 @@ class Service:
 
 def run(service: Service) -> None:
     """Entry point of `python -m services.<name>`: run until SIGINT/SIGTERM."""
+    from shared import health  # the process's /livez, /readyz and /metrics endpoint
+
     configure_logging(service.settings.log_level, service.settings.log_format, service.name)
 
     async def main() -> None:
@@ -85,16 +87,19 @@ def run(service: Service) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await service.start()
-        # Everything built at start-up (imports, SDK models, clients) lives as long as the
-        # process: freeze it out of the garbage collector, whose full passes over it took
-        # 30-100 ms (llm: 180k objects) and landed on whichever request was in flight.
-        gc.collect()
-        gc.freeze()
-        try:
-            await stop.wait()
-        finally:
-            await service.stop()
+        async with health.serving(service) as status:
+            await service.start()
+            status.state = health.State.READY
+            # Everything built at start-up (imports, SDK models, clients) lives as long as
+            # the process: freeze it out of the garbage collector, whose full passes over it
+            # took 30-100 ms (llm: 180k objects) and landed on whichever request was in flight.
+            gc.collect()
+            gc.freeze()
+            try:
+                await stop.wait()
+            finally:
+                status.state = health.State.STOPPING  # no new traffic while draining
+                await service.stop()
 
     # uvloop: the event loop and socket I/O in C. Every request crosses seven processes
     # and ~14 NATS round trips, so loop overhead is paid many times over (bench: CPU

@@ -3,7 +3,8 @@
 Layout (the tenant id is always its own token, so permissions, partitioning and
 audit can all key on it):
 
-  tenant.<tid>.request                 client -> gateway, JetStream (durable)
+  tenant.<tid>.request                 client -> gateway intake, which queues it durably
+  intake.<tid>.request                 gateway intake -> JetStream -> gateway workers
   tenant.<tid>.request.sync            client -> gateway, core request/reply
   tenant.<tid>.completion.<request_id> gateway -> client, JetStream (kept 1 day)
   tenant.<tid>.ingest                  client -> gateway, request/reply
@@ -29,6 +30,11 @@ FINGERPRINTS_STREAM = "TENANTRY_FINGERPRINTS"
 DEADLETTER_STREAM = "TENANTRY_DEADLETTER"
 
 ALL_REQUESTS = "tenant.*.request"
+# What the request stream captures. Never a subject a tenant may publish on: JetStream
+# acknowledges every captured publish to the publisher's reply subject, whatever it is,
+# so a stream on a tenant subject would let a tenant make the server write into another
+# tenant's completions or into any stream. The gateway queues requests here instead.
+ALL_QUEUED_REQUESTS = "intake.*.request"
 ALL_COMPLETIONS = "tenant.*.completion.>"
 ALL_SYNC_REQUESTS = "tenant.*.request.sync"
 ALL_INGESTS = "tenant.*.ingest"
@@ -41,6 +47,8 @@ ALL_CONFIG_EVENTS = "evt.*.config"
 ALL_FINGERPRINT_EVENTS = "evt.*.fingerprints"
 DEADLETTER_PREFIX = "deadletter"
 ALL_DEADLETTERS = "deadletter.>"
+TENANT_INBOX_ROOT = "_TINBOX"
+PLATFORM_INBOX_ROOT = "_INBOX"  # services and ops; never open to a tenant
 MAX_DELIVERIES_ADVISORY = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
 
 
@@ -59,6 +67,12 @@ def request_sync(tenant_id: str) -> str:
     return f"tenant.{validate_tenant_id(tenant_id)}.request.sync"
 
 
+def queued_request_for_token(raw_tenant_token: str) -> str:
+    """Where the gateway queues a durable request that arrived on tenant.<token>.request
+    (validation happens when it is worked, so a bad id still gets its error completion)."""
+    return f"intake.{_single_token(raw_tenant_token)}.request"
+
+
 def completion(tenant_id: str, request_id: str) -> str:
     return f"tenant.{validate_tenant_id(tenant_id)}.completion.{token(request_id)}"
 
@@ -66,15 +80,29 @@ def completion(tenant_id: str, request_id: str) -> str:
 def completion_for_token(raw_tenant_token: str, request_id: str) -> str:
     """Reply on the same tenant token a request arrived on, even if it failed validation
     (so the sender still reads its error). The token came from a subject, but check it."""
-    if not raw_tenant_token or any(c in raw_tenant_token for c in ".*> \t\r\n"):
+    return f"tenant.{_single_token(raw_tenant_token)}.completion.{token(request_id)}"
+
+
+def _single_token(raw: str) -> str:
+    if not raw or any(c in raw for c in ".*> \t\r\n"):
         raise ValueError("not a single subject token")
-    return f"tenant.{raw_tenant_token}.completion.{token(request_id)}"
+    return raw
 
 
 def tenant_inbox_prefix(tenant_id: str) -> str:
     """Reply inboxes of a tenant's clients: its credentials may subscribe only below this,
     so no tenant can read another's replies (the shared _INBOX.> is not open to tenants)."""
-    return f"_TINBOX.{validate_tenant_id(tenant_id)}"
+    return f"{TENANT_INBOX_ROOT}.{validate_tenant_id(tenant_id)}"
+
+
+def tenant_reply_prefix(raw_tenant_token: str) -> str:
+    """The only reply subjects the platform answers a message on tenant.<token>.… to."""
+    return f"{TENANT_INBOX_ROOT}.{_single_token(raw_tenant_token)}."
+
+
+def service_inbox_prefix(service_name: str) -> str:
+    """Each service's own reply inboxes (its NATS user may subscribe only below this)."""
+    return f"{PLATFORM_INBOX_ROOT}.{token(service_name)}"
 
 
 def completions(tenant_id: str) -> str:

@@ -26,7 +26,7 @@ from services.audit.deps import SERVICE, Deps
 from services.audit.ingest import parse_batch
 from services.audit.verbs import add_verbs
 from shared import subjects
-from shared.bus import durable_config, stream
+from shared.bus import durable_config, pull_inbox, stream
 from shared.logging import get_logger
 from shared.messages.audit import AuditRecorded
 from shared.messages.base import Envelope
@@ -124,6 +124,7 @@ def build_router(deps: Deps) -> NatsRouter:
             ),
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=raw_batch,
+            inbox_prefix=pull_inbox(SERVICE),
         )
 
     @batch_subscriber(subjects.ALL_AUDIT_EVENTS, AUDIT_CONSUMER)

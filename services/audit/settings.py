@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -24,6 +24,11 @@ class AuditSettings(TenantrySettings):
             "chdb:///abs/path (embedded chDB) or http(s)://user:pass@host:8123 (a server). "
             "Unset: embedded chDB in <data_dir>/clickhouse. A secret: it may hold a password."
         ),
+    )
+    clickhouse_password: SecretStr | None = Field(
+        default=None,
+        description="ClickHouse password, kept out of the DSN (e.g. from "
+        "TENANTRY_CLICKHOUSE_PASSWORD_FILE): the DSN then names only user, host and database.",
     )
     audit_retention_days: int = Field(
         default=365, ge=1, le=36_500, description="Audit TTL for tiers not listed below."
@@ -63,7 +68,15 @@ class AuditSettings(TenantrySettings):
 
     def dsn(self) -> str:
         if self.clickhouse_dsn is not None:
-            return self.clickhouse_dsn.get_secret_value()
+            dsn = self.clickhouse_dsn.get_secret_value()
+            parts = urlsplit(dsn)
+            if self.clickhouse_password is not None and parts.scheme in ("http", "https"):
+                # Joined here, in memory only: logs see redacted_dsn(), which drops it.
+                password = quote(self.clickhouse_password.get_secret_value(), safe="")
+                host = parts.netloc.rpartition("@")[2]
+                user = quote(parts.username or "default", safe="")
+                dsn = urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+            return dsn
         # chDB compares engine paths literally, so always hand it an absolute one.
         return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+import nats.errors
 from faststream.middlewares import AckPolicy
 from faststream.nats import NatsBroker, NatsMessage, NatsRouter, PullSub
 from pydantic import ValidationError
@@ -16,13 +18,21 @@ from services.gateway.refusals import RecentRefusals
 from services.gateway.settings import GatewaySettings
 from shared import subjects
 from shared.audit import AuditTrail
-from shared.bus import MAX_DELIVER, ServiceCallError, durable_config, publish_event, stream
+from shared.bus import (
+    MAX_DELIVER,
+    ServiceCallError,
+    durable_config,
+    publish_event,
+    pull_inbox,
+    stream,
+)
 from shared.logging import bound, get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.completions import CompletionPublished
 from shared.messages.retrieval import DocumentsIngested, IngestDocuments
 from shared.messages.tenants import ResolveTenant
+from shared.replies import tenant_door
 from shared.service import error_reply, summarise_validation
 from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
 
@@ -50,7 +60,11 @@ async def _returned_as_reply(_: CompletionPublished) -> None:
 
 
 async def handle_request(
-    deps: Deps, subject: str, body: bytes, deliver: Deliver = _returned_as_reply
+    deps: Deps,
+    subject: str,
+    body: bytes,
+    deliver: Deliver = _returned_as_reply,
+    fallback_id: str | None = None,
 ) -> CompletionPublished:
     """Everything one request needs, whichever way it arrived; never raises for bad input.
 
@@ -58,7 +72,7 @@ async def handle_request(
     they are independent writes, and both are acknowledged before the request is.
     """
     raw_tenant = subjects.tenant_from_subject(subject, 1)
-    parsed = intake.parse(raw_tenant, body)
+    parsed = intake.parse(raw_tenant, body, fallback_id)
     if isinstance(parsed, intake.Rejected):
         rejected = CompletionPublished(
             tenant_id=parsed.tenant_id, request_id=parsed.request_id, error=parsed.error
@@ -173,12 +187,79 @@ async def _deny(
     )
 
 
+def failed_completion(raw_tenant: str, body: bytes, fallback_id: str | None) -> CompletionPublished:
+    """The error completion for a request the gateway could not work; never raises."""
+    tid = raw_tenant if is_valid_tenant_id(raw_tenant) else UNATTRIBUTED
+    return CompletionPublished(
+        tenant_id=tid,
+        request_id=intake.request_id_of(body, fallback_id),
+        error=ErrorInfo(
+            code=ErrorCode.INTERNAL, message="internal error in the gateway", retryable=True
+        ),
+    )
+
+
+async def refuse_request(
+    deps: Deps, raw_tenant: str, headers: dict[str, str], body: bytes, info: ErrorInfo
+) -> CompletionPublished:
+    """A request refused before it could be parsed (too large) or that crashed the
+    gateway: audited, answered with an error completion."""
+    tid = raw_tenant if is_valid_tenant_id(raw_tenant) else UNATTRIBUTED
+    done = CompletionPublished(
+        tenant_id=tid,
+        request_id=intake.request_id_of(body, intake.message_id_of(headers)),
+        error=info,
+    )
+    await deps.trail.record(
+        tenant_id=tid,
+        request_id=done.request_id,
+        event_type=AuditEventType.API_CALL,
+        action="completion.create",
+        status=AuditStatus.FAILURE,
+        error=info.message,
+        details={"error_code": info.code.value, "raw_tenant": describe_raw(raw_tenant)},
+    )
+    return done
+
+
+async def queue_request(deps: Deps, subject: str, headers: dict[str, str], body: bytes) -> bytes:
+    """Durable intake: store the request in the request stream and hand the client
+    JetStream's own acknowledgement (so `js.publish` works unchanged in any client).
+
+    Tenants publish on tenant.<tid>.request, a plain subject; the stream captures only
+    intake.<tid>.request, which no tenant may publish on. JetStream acknowledges a
+    captured publish to the publisher's reply subject whatever it is, so a stream on the
+    tenant's own subject would let a tenant aim the server's acks anywhere."""
+    raw_tenant = subjects.tenant_from_subject(subject, 1)
+    msg_id = headers.get("Nats-Msg-Id")
+    # Only de-duplication travels on; a client cannot set any other JetStream header
+    # (e.g. Nats-Expected-*, Nats-TTL) on the platform's stream.
+    forwarded = {"Nats-Msg-Id": msg_id[:128]} if msg_id else None
+    try:
+        ack = await deps.broker.connection.request(
+            subjects.queued_request_for_token(raw_tenant),
+            body,
+            timeout=deps.settings.intake_timeout_s,
+            headers=forwarded,
+        )
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        log.warning("intake.not_stored")
+        return _js_error(503, "the request stream did not store the request; retry")
+    return ack.data
+
+
+def _js_error(code: int, description: str) -> bytes:
+    """A reply in JetStream's error shape, which NATS clients raise as an API error."""
+    return json.dumps({"error": {"code": code, "description": description}}).encode()
+
+
 def build_router(deps: Deps) -> NatsRouter:
     router = NatsRouter()
     workers = deps.settings.workers
+    settings = deps.settings
 
     @router.subscriber(
-        subjects.ALL_REQUESTS,
+        subjects.ALL_QUEUED_REQUESTS,
         stream=stream(subjects.REQUESTS_STREAM),
         durable=SERVICE,
         # One message per fetch: nats-py 2.16's fetch(batch>1) can hold a message it
@@ -187,62 +268,94 @@ def build_router(deps: Deps) -> NatsRouter:
         # two gateways). Workers still run `workers` requests at once; only the pulls
         # are one by one, a round trip each (thousands per second).
         pull_sub=PullSub(batch_size=1, timeout=1.0),
+        inbox_prefix=pull_inbox(SERVICE),
         max_workers=workers,
-        config=durable_config(ack_wait_s=deps.settings.model_timeout_s + 60),
+        config=durable_config(ack_wait_s=settings.model_timeout_s + 60),
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
     async def on_request(msg: NatsMessage) -> None:
-        raw_tenant = subjects.tenant_from_subject(msg.raw_message.subject, 1)
+        raw = msg.raw_message
+        raw_tenant = subjects.tenant_from_subject(raw.subject, 1)
+        fallback_id = intake.message_id_of(raw.headers)
 
         async def deliver(done: CompletionPublished) -> None:
             await publish_completion(deps, raw_tenant, done)
 
+        if len(raw.data) > settings.max_request_bytes:  # intake refuses these; belt and braces
+            info = ErrorInfo(code=ErrorCode.PAYLOAD_TOO_LARGE, message="request body too large")
+            await deliver(await refuse_request(deps, raw_tenant, raw.headers or {}, b"", info))
+            return
         try:
-            await handle_request(deps, msg.raw_message.subject, msg.body, deliver)
+            await handle_request(deps, raw.subject, raw.data, deliver, fallback_id)
         except Exception:
             # Unexpected failure: JetStream redelivers (nack). On the last attempt the
             # client still gets an answer; the message then goes to the dead letters.
-            if msg.raw_message.metadata.num_delivered >= MAX_DELIVER:
-                request_id = intake.parse(raw_tenant, msg.body)
-                rid = request_id.request_id
-                tid = raw_tenant if is_valid_tenant_id(raw_tenant) else UNATTRIBUTED
-                await publish_completion(
-                    deps,
-                    raw_tenant,
-                    CompletionPublished(
-                        tenant_id=tid,
-                        request_id=rid,
-                        error=ErrorInfo(
-                            code=ErrorCode.INTERNAL,
-                            message=f"request failed after {MAX_DELIVER} attempts",
-                            retryable=True,
-                        ),
-                    ),
-                )
+            if raw.metadata.num_delivered >= MAX_DELIVER:
+                await deliver(failed_completion(raw_tenant, raw.data, fallback_id))
             raise
 
-    @router.subscriber(subjects.ALL_SYNC_REQUESTS, queue=SERVICE, max_workers=workers)
-    async def on_sync_request(msg: NatsMessage) -> bytes:
-        try:
-            done = await handle_request(deps, msg.raw_message.subject, msg.body)
-        except Exception:
-            # No redelivery on this path: answer now, or the caller waits out its timeout.
-            log.exception("completion.sync_failed")
-            parsed = intake.parse(
-                subjects.tenant_from_subject(msg.raw_message.subject, 1), msg.body
-            )
-            done = CompletionPublished(
-                tenant_id=parsed.tenant_id,
-                request_id=parsed.request_id,
-                error=ErrorInfo(
-                    code=ErrorCode.INTERNAL, message="internal error in the gateway", retryable=True
-                ),
-            )
+    async def refuse_as_completion(
+        raw_tenant: str, headers: dict[str, str], body: bytes, info: ErrorInfo
+    ) -> bytes:
+        done = await refuse_request(deps, raw_tenant, headers, body, info)
         return done.model_dump_json().encode()
 
-    @router.subscriber(subjects.ALL_INGESTS, queue=SERVICE, max_workers=max(1, workers // 8))
-    async def on_ingest(msg: NatsMessage) -> bytes:
-        result = await handle_ingest(deps, msg.raw_message.subject, msg.body)
+    async def refuse_durable(
+        raw_tenant: str, headers: dict[str, str], body: bytes, info: ErrorInfo
+    ) -> bytes:
+        # The publisher's ack is an error (js.publish raises it), and the refusal is
+        # also published as the request's completion, like every other refusal.
+        done = await refuse_request(deps, raw_tenant, headers, body, info)
+        await publish_completion(deps, raw_tenant, done)
+        status = 413 if info.code is ErrorCode.PAYLOAD_TOO_LARGE else 500
+        return _js_error(status, info.message)
+
+    @tenant_door(
+        router,
+        subjects.ALL_REQUESTS,
+        trail=deps.trail,
+        action="completion.create",
+        queue=SERVICE,
+        max_workers=workers,
+        max_body_bytes=settings.max_request_bytes,
+        refusal=refuse_durable,
+    )
+    async def on_durable_request(subject: str, headers: dict[str, str], body: bytes) -> bytes:
+        return await queue_request(deps, subject, headers, body)
+
+    @tenant_door(
+        router,
+        subjects.ALL_SYNC_REQUESTS,
+        trail=deps.trail,
+        action="completion.create",
+        queue=SERVICE,
+        max_workers=workers,
+        max_body_bytes=settings.max_request_bytes,
+        refusal=refuse_as_completion,
+    )
+    async def on_sync_request(subject: str, headers: dict[str, str], body: bytes) -> bytes:
+        done = await handle_request(deps, subject, body)
+        return done.model_dump_json().encode()
+
+    async def refuse_ingest(
+        raw_tenant: str, headers: dict[str, str], body: bytes, info: ErrorInfo
+    ) -> bytes:
+        tid = raw_tenant if is_valid_tenant_id(raw_tenant) else UNATTRIBUTED
+        await _deny(deps, tid, "", info, describe_raw(raw_tenant), AuditEventType.API_CALL)
+        return error_reply(DocumentsIngested, tid, "", info).model_dump_json().encode()
+
+    @tenant_door(
+        router,
+        subjects.ALL_INGESTS,
+        trail=deps.trail,
+        action="documents.ingest",
+        queue=SERVICE,
+        max_workers=max(1, workers // 8),
+        max_body_bytes=settings.max_ingest_bytes,
+        refusal=refuse_ingest,
+    )
+    async def on_ingest(subject: str, headers: dict[str, str], body: bytes) -> bytes:
+        result = await handle_ingest(deps, subject, body)
         return result.model_dump_json().encode()
 
     return router

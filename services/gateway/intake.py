@@ -26,8 +26,12 @@ class Rejected:
     raw_tenant: str
 
 
-def parse(subject_tenant: str, body: bytes) -> CreateCompletion | Rejected:
-    request_id = _request_id_of(body)
+def parse(
+    subject_tenant: str, body: bytes, fallback_id: str | None = None
+) -> CreateCompletion | Rejected:
+    """`fallback_id` names the refusal of a body with no usable request_id (e.g. the
+    durable request's Nats-Msg-Id), so its sender can still match the error."""
+    request_id = request_id_of(body, fallback_id)
     if not is_valid_tenant_id(subject_tenant):
         return Rejected(
             UNATTRIBUTED,
@@ -65,10 +69,18 @@ def parse(subject_tenant: str, body: bytes) -> CreateCompletion | Rejected:
     return request
 
 
-def _request_id_of(body: bytes) -> str:
-    """Best effort: keep the client's request id on errors so it can match the reply."""
+def request_id_of(body: bytes, fallback_id: str | None = None) -> str:
+    """Best effort: keep the client's request id on errors so it can match the reply.
+    Never raises, whatever the bytes (deep nesting raises RecursionError in json)."""
+    fallback = fallback_id if fallback_id and _REQUEST_ID.fullmatch(fallback_id) else new_id()
     try:
         value = json.loads(body).get("request_id")
-    except (ValueError, AttributeError, UnicodeDecodeError):
-        return new_id()
-    return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else new_id()
+    except Exception:
+        return fallback
+    return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else fallback
+
+
+def message_id_of(headers: dict[str, str] | None) -> str | None:
+    """The publisher's Nats-Msg-Id, if it can name a completion subject."""
+    value = (headers or {}).get("Nats-Msg-Id")
+    return value if value and _REQUEST_ID.fullmatch(value) else None

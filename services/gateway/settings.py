@@ -14,6 +14,24 @@ class GatewaySettings(TenantrySettings):
     max_chunk_chars: int = Field(
         default=1_000, ge=100, description="Upper bound of one retrieved chunk, for estimates."
     )
+    max_request_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="Largest request body (sync or durable) accepted; larger ones are "
+        "refused before parsing. A 32,000-character question fits with room to spare.",
+    )
+    max_ingest_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest ingest body accepted (nats-server's own default max_payload "
+        "is 1 MiB); larger ones are refused before parsing.",
+    )
+    intake_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long the intake waits for JetStream to store a durable request.",
+    )
     config_cache: bool = Field(
         default=True,
         description="Serve tenant configs from a watched in-memory copy of the tenants "

@@ -46,6 +46,7 @@ class ErrorCode(StrEnum):
     INVALID_TENANT = "invalid_tenant"
     UNKNOWN_TENANT = "unknown_tenant"
     MALFORMED_REQUEST = "malformed_request"
+    PAYLOAD_TOO_LARGE = "payload_too_large"  # refused before parsing
     RATE_LIMITED = "rate_limited"
     BUDGET_EXCEEDED = "budget_exceeded"
     MODEL_NOT_ALLOWED = "model_not_allowed"

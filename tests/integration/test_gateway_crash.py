@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from faststream.nats import NatsBroker
 
 from services.gateway.app import bootstrap
 from services.gateway.settings import GatewaySettings
@@ -11,6 +10,7 @@ from shared import subjects
 from shared.messages.base import ErrorCode
 from shared.messages.completions import CompletionPublished, CreateCompletion
 from shared.messages.tenants import ResolveTenant, TenantResolved
+from tests.support.bus import as_tenant
 from tests.unit.test_gateway import FakePorts
 
 pytestmark = pytest.mark.integration
@@ -21,16 +21,15 @@ class ExplodingPorts(FakePorts):
         raise RuntimeError("a bug, not bad input")
 
 
-async def test_a_crash_on_the_sync_path_answers_internal_at_once(
-    nats_url: str, client_broker: NatsBroker
-) -> None:
+async def test_a_crash_on_the_sync_path_answers_internal_at_once(nats_url: str) -> None:
     gateway = bootstrap(GatewaySettings(nats_url=nats_url), ports=ExplodingPorts())
     await gateway.start()
     try:
         ask = CreateCompletion(tenant_id="crashco", question="hi")
-        reply = await client_broker.connection.request(
-            subjects.request_sync("crashco"), ask.model_dump_json().encode(), timeout=5
-        )
+        async with as_tenant(nats_url, "crashco") as nc:
+            reply = await nc.request(
+                subjects.request_sync("crashco"), ask.model_dump_json().encode(), timeout=5
+            )
         done = CompletionPublished.model_validate_json(reply.data)
         assert done.error is not None and done.error.code is ErrorCode.INTERNAL
         assert done.request_id == ask.request_id and done.tenant_id == "crashco"

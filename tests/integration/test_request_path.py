@@ -41,6 +41,7 @@ from shared.messages.tenants import Tier
 from shared.ops import OpsClient
 from shared.service import Service
 from shared.tenancy import UNATTRIBUTED
+from tests.support.bus import as_tenant
 from tests.support.messages_api import MessagesApiStub
 
 
@@ -237,20 +238,25 @@ async def test_malformed_requests_get_clear_errors_and_service_keeps_serving(
     # Durable path: the request id is recoverable, so the error arrives on its subject.
     sub = await nc.subscribe(subjects.completion(a.tenant_id, "bad-req-1"), max_msgs=1)
     body = json.dumps({"tenant_id": a.tenant_id, "request_id": "bad-req-1", "question": ""})
-    await nc.jetstream().publish(subjects.request(a.tenant_id), body.encode())
-    msg = await sub.next_msg(timeout=10)
-    err = CompletionPublished.model_validate_json(msg.data)
-    assert err.error and err.error.code is ErrorCode.MALFORMED_REQUEST
-    assert "question" in err.error.message
+    async with as_tenant(platform.nats_url, a.tenant_id) as tenant_nc:
+        await tenant_nc.jetstream().publish(subjects.request(a.tenant_id), body.encode())
+        msg = await sub.next_msg(timeout=10)
+        err = CompletionPublished.model_validate_json(msg.data)
+        assert err.error and err.error.code is ErrorCode.MALFORMED_REQUEST
+        assert "question" in err.error.message
 
-    # Sync path: not JSON at all.
-    reply = await nc.request(subjects.request_sync(a.tenant_id), b"\x00\xffnot json", timeout=10)
-    err = CompletionPublished.model_validate_json(reply.data)
-    assert err.error and err.error.code is ErrorCode.MALFORMED_REQUEST
+        # Sync path: not JSON at all.
+        reply = await tenant_nc.request(
+            subjects.request_sync(a.tenant_id), b"\x00\xffnot json", timeout=10
+        )
+        err = CompletionPublished.model_validate_json(reply.data)
+        assert err.error and err.error.code is ErrorCode.MALFORMED_REQUEST
 
-    # A tenant token no validator accepts: refused, audited as unattributed.
+    # A tenant token no validator accepts: refused, audited as unattributed, answered
+    # in that token's own inbox namespace.
     bad_subject = subjects.request_sync("placeholder").replace("placeholder", "NOT_VALID")
-    reply = await nc.request(bad_subject, b"{}", timeout=10)
+    async with as_tenant(platform.nats_url, "NOT_VALID") as bad_nc:
+        reply = await bad_nc.request(bad_subject, b"{}", timeout=10)
     err = CompletionPublished.model_validate_json(reply.data)
     assert err.error and err.error.code is ErrorCode.INVALID_TENANT
     assert err.tenant_id == UNATTRIBUTED
