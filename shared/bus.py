@@ -38,6 +38,8 @@ TENANT_VERSIONS_BUCKET = "tenantry-tenant-versions"
 METERING_BUCKET = "tenantry-metering"
 # A tenant's NATS user and bcrypt hash (never the password), key = tenant id.
 CREDENTIALS_BUCKET = "tenantry-credentials"
+# Fine-tuning jobs and models, keys "<tid>.jobs.<job_id>", "<tid>.models.<suffix>", "<tid>.quota".
+FINETUNE_BUCKET = "tenantry-finetune"
 
 # A failing JetStream handler is nacked and redelivered; after MAX_DELIVER attempts
 # nats-server emits a MAX_DELIVERIES advisory and audit copies the message to the
@@ -69,6 +71,7 @@ STREAMS: tuple[StreamConfig, ...] = (
             subjects.ALL_CONFIG_EVENTS,
             subjects.ALL_BUDGET_EVENTS,
             subjects.ALL_LIFECYCLE_EVENTS,
+            subjects.ALL_FINETUNE_EVENTS,
         ],
         retention=RetentionPolicy.LIMITS,
         max_age=7 * DAY,
@@ -96,6 +99,7 @@ BUCKETS: tuple[KeyValueConfig, ...] = (
     KeyValueConfig(bucket=TENANT_VERSIONS_BUCKET, history=1, storage=StorageType.FILE),
     KeyValueConfig(bucket=METERING_BUCKET, history=1, storage=StorageType.FILE),
     KeyValueConfig(bucket=CREDENTIALS_BUCKET, history=1, storage=StorageType.FILE),
+    KeyValueConfig(bucket=FINETUNE_BUCKET, history=1, storage=StorageType.FILE),
 )
 
 

@@ -27,6 +27,7 @@ SERVICES = (
     "retrieval",
     "leakage",
     "llm",
+    "finetune",
     "gateway",
 )
 

@@ -167,3 +167,11 @@ def tenant_from_subject(subject: str, position: int) -> str:
     """The raw tenant token of a received subject (not yet validated)."""
     parts = subject.split(".")
     return parts[position] if len(parts) > position else ""
+
+
+ALL_FINETUNE_EVENTS = "evt.*.finetune"
+
+
+def finetune_event(tenant_id: str) -> str:
+    """finetune -> anyone: a tenant's fine-tuning job changed state (durable)."""
+    return event(tenant_id, "finetune")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.llm.adapters import AnthropicProvider
+from services.llm.finetuned import FineTunedModels
 from services.llm.handlers import SERVICE, Deps, build_router
 from services.llm.offline import OfflineProvider
 from services.llm.providers import ModelProvider
@@ -35,6 +36,7 @@ def bootstrap(
         # One client (and its HTTP connection pool) for the life of the service.
         if deps.provider is None:
             deps.provider = make_provider(settings)
+        deps.finetuned = FineTunedModels(broker.connection.jetstream())
         log.info(
             "llm.provider",
             provider=deps.provider.name,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from faststream.nats import NatsRouter
 
 from services.llm import invocation
+from services.llm.finetuned import FineTunedModels, is_finetuned
 from services.llm.providers import ModelProvider, UpstreamError
 from shared.audit import AuditTrail
 from shared.messages.audit import AuditEventType, AuditStatus
@@ -21,6 +22,7 @@ SERVICE = "llm"
 class Deps:
     trail: AuditTrail
     provider: ModelProvider | None = None  # opened at service start
+    finetuned: FineTunedModels | None = None  # tenants' own fine-tuned models, at start
 
     def model_provider(self) -> ModelProvider:
         if self.provider is None:
@@ -36,7 +38,11 @@ def build_router(deps: Deps) -> NatsRouter:
         provider = deps.model_provider()
         started = time.perf_counter()
         try:
-            done = await invocation.invoke(provider, msg)
+            if is_finetuned(msg.model) and deps.finetuned is not None:
+                invocation.check_allowed(msg)
+                done = await deps.finetuned.complete(msg)
+            else:
+                done = await invocation.invoke(provider, msg)
         except invocation.ModelNotAllowed as exc:
             await deps.trail.record(
                 tenant_id=msg.tenant_id,

@@ -62,12 +62,16 @@ class PriceTable:
     models: Mapping[str, ModelPrice]
 
     def price(self, model: str) -> ModelPrice:
-        try:
-            return self.models[model]
-        except KeyError:
-            raise UnknownModel(model, self.version) from None
+        found = self.find(model)
+        if found is None:
+            raise UnknownModel(model, self.version)
+        return found
 
     def find(self, model: str) -> ModelPrice | None:
+        # A tenant's fine-tuned model ("ft:<base>:<suffix>") is priced as its base model
+        # unless the table names it; its training is priced as "training:<base>".
+        if model not in self.models and model.startswith("ft:") and model.count(":") >= 2:
+            return self.models.get(model.split(":")[1])
         return self.models.get(model)
 
 
@@ -81,7 +85,7 @@ def per_mtok_price(input: str, output: str, cache_read: str, cache_write: str) -
 
 
 DEFAULT_TABLE = PriceTable(
-    version="2025-10-01",
+    version="2026-12-04",  # added fine-tuning training prices
     models={
         "claude-sonnet-4-5": per_mtok_price("3", "15", "0.30", "3.75"),
         "claude-haiku-4-5": per_mtok_price("1", "5", "0.10", "1.25"),
@@ -91,6 +95,12 @@ DEFAULT_TABLE = PriceTable(
         # ops so its tokens are never recorded as free (it has no cache, but a cache
         # token reported for it still costs something).
         "offline-extractive": per_mtok_price("0.10", "0.10", "0.10", "0.10"),
+        # Fine-tuning, per training token (tokens of the examples x epochs): the offline
+        # trainer runs on our CPUs (nominal, like offline-extractive); the OpenAI-compatible
+        # backend passes on the vendor's training price. Only `input` is ever charged;
+        # input == cache_write so the hold is exactly the cost (plus one output token).
+        "training:offline-extractive": per_mtok_price("0.50", "0.50", "0.50", "0.50"),
+        "training:gpt-4o-mini-2024-07-18": per_mtok_price("3", "3", "3", "3"),
     },
 )
 

@@ -44,6 +44,9 @@ from shared.messages.tenants import TenantConfig
 
 # Services that keep per-tenant state, and what their deprovision count means.
 STATEFUL = {"retrieval": "chunks", "metering": "metering_entries"}
+# State that only appears after onboarding (nothing to provision), removed at offboarding:
+# fine-tuning jobs, the tenant's training files and its fine-tuned models.
+OFFBOARD_ONLY = {"finetune": "finetune_items"}
 UNDO_ATTEMPTS = 3
 
 log = get_logger("tenantry.promptconfig.lifecycle")
@@ -221,7 +224,7 @@ async def offboard(
         revoked = await ports.revoke(RevokeCredentials(**ids, actor=msg.actor))
         _check("credentials", revoked.error)
         removed["credentials"] = int(revoked.existed)
-        for service, unit in STATEFUL.items():
+        for service, unit in {**STATEFUL, **OFFBOARD_ONLY}.items():
             gone = await ports.deprovision(service, DeprovisionTenant(**ids))
             _check(service, gone.error)
             removed[unit] = gone.removed

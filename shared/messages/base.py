@@ -55,6 +55,8 @@ class ErrorCode(StrEnum):
     LEAKAGE_BLOCKED = "leakage_blocked"
     TEMPLATE_INVALID = "template_invalid"
     NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"  # the tenant's tier or role does not include this capability
+    QUOTA_EXCEEDED = "quota_exceeded"
     CONFLICT = "conflict"
     UPSTREAM_ERROR = "upstream_error"
     UNAVAILABLE = "unavailable"

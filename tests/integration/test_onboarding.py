@@ -12,6 +12,8 @@ from faststream.nats import NatsBroker
 
 from services.access.app import bootstrap as access_app
 from services.access.settings import AccessSettings
+from services.finetune.app import bootstrap as finetune_app
+from services.finetune.settings import FineTuneSettings
 from services.metering.app import bootstrap as metering_app
 from services.metering.settings import MeteringSettings
 from services.promptconfig.app import bootstrap as promptconfig_app
@@ -45,6 +47,7 @@ async def services(
         "retrieval": retrieval_app(RetrievalSettings(**common)),
         "metering": metering_app(MeteringSettings(**common)),
         "access": access_app(AccessSettings(**common)),
+        "finetune": finetune_app(FineTuneSettings(**common)),  # offboarding removes its state
     }
     for service in running.values():
         await service.start()
@@ -118,6 +121,7 @@ async def test_onboard_use_and_offboard(
         assert receipt.removed["chunks"] == ingested.chunks
         assert receipt.removed["metering_entries"] >= 1
         assert receipt.removed["config_versions"] == 1
+        assert receipt.removed["finetune_items"] == 0
         assert await _remains(client_broker, tid) == {}
         gone = await ops.get_tenant(tid)
         assert gone.error and gone.error.code is ErrorCode.UNKNOWN_TENANT

@@ -169,6 +169,7 @@ async def test_offboarding_removes_everything_and_returns_a_receipt() -> None:
         "credentials": 1,
         "chunks": 7,
         "metering_entries": 7,
+        "finetune_items": 0,  # nothing provisioned there at onboarding, nothing made since
         "config_versions": 1,
     }
     assert store.configs == {} and ports.provisioned == set() and ports.credentials == set()

@@ -1,0 +1,4 @@
+from services.finetune.app import bootstrap
+from shared.service import run
+
+run(bootstrap())
