@@ -196,3 +196,13 @@ def test_a_missing_secret_file_stops_the_service_at_start(
     monkeypatch.delenv("TENANTRY_NATS_PASSWORD_FILE")
     with pytest.raises(ValueError, match="no password"):
         settings_class("promptconfig")()
+
+
+def test_prometheus_scrapes_every_service_on_its_health_port() -> None:
+    import yaml
+
+    config = yaml.safe_load((compose.ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "tenantry"]
+    (dns,) = job["dns_sd_configs"]
+    assert set(dns["names"]) == set(SERVICES)
+    assert dns["port"] == int(PLATFORM["gateway"].environment["TENANTRY_HTTP_PORT"])
