@@ -2,34 +2,45 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
+import os
 import sys
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import ExitStack
+from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, Annotated
 
 import typer
 from rich.table import Table
 
-from shared.bus import ServiceCallError
-from shared.cli.common import DEFAULT_URL, NatsUrl, TenantOpt, console, fail, ops_client
+from shared.cli.common import (
+    JsonOpt,
+    TenantOpt,
+    check,
+    console,
+    note,
+    ops_client,
+    print_json,
+    run,
+    valid_tenant,
+)
 from shared.messages.audit import AuditEventType, AuditRow
-from shared.tenancy import InvalidTenantId
 
 audit = typer.Typer(help="Query, export and verify a tenant's audit trail.", no_args_is_help=True)
 
 TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
-FromOpt = Annotated[
+# --since/--until, as QueryAudit and the README name them; --from/--to kept as aliases
+# for scripts written against the first CLI.
+SinceOpt = Annotated[
     datetime | None,
-    typer.Option("--from", formats=TIME_FORMATS, help="Inclusive start (UTC if no zone)."),
+    typer.Option(
+        "--since", "--from", formats=TIME_FORMATS, help="Inclusive start (UTC if no zone)."
+    ),
 ]
-ToOpt = Annotated[
+UntilOpt = Annotated[
     datetime | None,
-    typer.Option("--to", formats=TIME_FORMATS, help="Exclusive end (UTC if no zone)."),
+    typer.Option("--until", "--to", formats=TIME_FORMATS, help="Exclusive end (UTC if no zone)."),
 ]
 # Export columns: every AuditRow field, in the model's order.
 CSV_COLUMNS = list(AuditRow.model_fields)
@@ -40,33 +51,29 @@ class ExportFormat(StrEnum):
     JSONL = "jsonl"
 
 
-def run(work: Coroutine[Any, Any, None]) -> None:
-    """Run one command; an unreachable or failing service is a clear error, not a trace."""
-    try:
-        asyncio.run(work)
-    except ServiceCallError as exc:
-        fail(exc.info.message)
-    except InvalidTenantId as exc:
-        fail(str(exc))  # the message escapes the raw id
-
-
 @audit.command("query")
 def audit_query(
     tenant: TenantOpt,
-    event_type: Annotated[AuditEventType | None, typer.Option("--type")] = None,
-    since: FromOpt = None,
-    until: ToOpt = None,
-    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    event_type: Annotated[
+        AuditEventType | None, typer.Option("--type", help="Only events of this type.")
+    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many rows.")] = 50,
     request: Annotated[str, typer.Option("--request", help="One request's trail.")] = "",
-    nats_url: NatsUrl = DEFAULT_URL,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show a tenant's newest audit events, by type, time range or request id."""
+    tenant = valid_tenant(tenant)
 
     async def go() -> None:
-        async with ops_client(nats_url) as ops:
-            page = await ops.audit_query(tenant, event_type, since, until, limit, request)
-        if page.error:
-            fail(page.error.message)
+        async with ops_client() as ops:
+            page = check(await ops.audit_query(tenant, event_type, since, until, limit, request))
+        if as_json:
+            print_json(
+                {"total": page.total, "rows": [r.model_dump(mode="json") for r in page.rows]}
+            )
+            return
         table = Table(title=f"{tenant} audit ({len(page.rows)} of {page.total})")
         for col in ("time", "type", "service", "action", "actor", "status", "error"):
             table.add_column(col, overflow="fold")
@@ -106,11 +113,15 @@ def csv_record(row: AuditRow) -> list[str]:
 
 
 async def write_export(rows: AsyncIterator[AuditRow], fmt: ExportFormat, out: IO[str]) -> int:
-    """Write rows as they arrive (one page in memory at a time). Returns the row count."""
+    """Write rows as they arrive (one page in memory at a time). Returns the row count.
+
+    Nothing is written until the first page has arrived: an export that fails at once
+    (service down, bad tenant) leaves its output empty, not a lone CSV header."""
     count = 0
     if fmt is ExportFormat.CSV:
         # csv.writer quotes commas, quotes and newlines; QUOTE_MINIMAL round-trips.
         writer = csv.writer(out)
+        rows = await _started(rows)
         writer.writerow(CSV_COLUMNS)
         async for row in rows:
             writer.writerow(csv_record(row))
@@ -122,52 +133,83 @@ async def write_export(rows: AsyncIterator[AuditRow], fmt: ExportFormat, out: IO
     return count
 
 
+async def _started(rows: AsyncIterator[AuditRow]) -> AsyncIterator[AuditRow]:
+    """The same rows, with the first one already fetched (so its errors come first)."""
+    try:
+        first = await anext(rows)
+    except StopAsyncIteration:
+        return _rows()
+
+    async def chained() -> AsyncIterator[AuditRow]:
+        yield first
+        async for row in rows:
+            yield row
+
+    return chained()
+
+
+async def _rows(*rows: AuditRow) -> AsyncIterator[AuditRow]:
+    for row in rows:
+        yield row
+
+
 @audit.command("export")
 def audit_export(
     tenant: TenantOpt,
-    fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.JSONL,
-    since: FromOpt = None,
-    until: ToOpt = None,
-    out: Annotated[Path | None, typer.Option("--out", help="File; stdout if unset.")] = None,
-    nats_url: NatsUrl = DEFAULT_URL,
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", help="jsonl (byte-faithful) or csv.")
+    ] = ExportFormat.JSONL,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", dir_okay=False, help="File; stdout if unset.")
+    ] = None,
 ) -> None:
     """Export a tenant's audit trail, oldest first, streamed page by page."""
+    tenant = valid_tenant(tenant)
 
-    async def go() -> int:
-        with ExitStack() as files:
-            # newline="": the csv module writes its own line endings.
-            target: IO[str] = sys.stdout
-            if out:
-                target = files.enter_context(out.open("w", encoding="utf-8", newline=""))
-            async with ops_client(nats_url) as ops:
-                return await write_export(ops.audit_export(tenant, since, until), fmt, target)
+    async def go(target: IO[str]) -> int:
+        async with ops_client() as ops:
+            return await write_export(ops.audit_export(tenant, since, until), fmt, target)
 
+    if out is None:
+        run(go(sys.stdout))
+        return
+    # Written beside the target and renamed when complete: a failed export leaves no
+    # half-written file that looks like a whole one. newline="": csv writes its own.
+    partial = out.with_name(out.name + ".partial")
     try:
-        count = asyncio.run(go())
-    except ServiceCallError as exc:
-        fail(exc.info.message)
-    except InvalidTenantId as exc:
-        fail(str(exc))
-    if out:
-        console.print(f"exported {count} rows to {out}")
+        with partial.open("w", encoding="utf-8", newline="") as target:
+            count = run(go(target))
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    note(f"exported {count} rows to {out}")
 
 
 @audit.command("verify")
-def audit_verify(tenant: TenantOpt, nats_url: NatsUrl = DEFAULT_URL) -> None:
-    """Check the tenant's hash chain; name every edited, deleted or reordered row."""
+def audit_verify(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+    """Check the tenant's hash chain; name every edited, deleted or reordered row.
+
+    Exit code 2 when the chain is broken.
+    """
+    tenant = valid_tenant(tenant)
 
     async def go() -> None:
-        async with ops_client(nats_url) as ops:
-            report = await ops.audit_verify(tenant)
-        if report.error:
-            fail(report.error.message)
+        async with ops_client() as ops:
+            report = check(await ops.audit_verify(tenant))
+        if as_json:
+            print_json(report)
+            if not report.intact:
+                raise typer.Exit(2)
+            return
         span = f"rows {report.first_seq}-{report.last_seq}" if report.rows else "no rows"
         if report.intact:
             console.print(f"[green]intact[/green]: {tenant} chain, {report.rows} rows ({span})")
             return
         console.print(f"[red]BROKEN[/red]: {tenant} chain, {report.rows} rows ({span})")
         for issue in report.issues:
-            console.print(f"  {issue.kind.value}: {issue.message}")
+            console.print(f"  {issue.kind.value}: {issue.message}", markup=False)
         if report.truncated:
             console.print("  … more issues not listed")
         raise typer.Exit(2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,44 +9,65 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from shared.cli.common import DEFAULT_URL, NatsUrl, TenantOpt, console, fail, ops_client
+from shared.cli.common import (
+    ActorOpt,
+    JsonOpt,
+    TenantOpt,
+    check,
+    console,
+    fail,
+    ops_client,
+    print_json,
+    run,
+    valid_tenant,
+)
 from shared.cli.tenants import tenants
 from shared.messages.tenants import TenantConfig, TenantLimits, TenantProfile, Tier
 from shared.money import usd
 
-Actor = Annotated[str, typer.Option(help="Who is making the change (recorded in audit).")]
+TemplateFile = Annotated[
+    Path | None,
+    typer.Option(exists=True, dir_okay=False, help="System prompt template file."),
+]
 
 
 @tenants.command("set")
 def tenants_set(
     tenant: TenantOpt,
-    actor: Actor = "ops",
-    name: Annotated[str | None, typer.Option()] = None,
-    tier: Annotated[Tier | None, typer.Option()] = None,
-    template_file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    actor: ActorOpt = "ops",
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    tier: Annotated[Tier | None, typer.Option(help="Commercial tier.")] = None,
+    template_file: TemplateFile = None,
     instructions: Annotated[str | None, typer.Option(help="Custom instructions.")] = None,
     models: Annotated[str | None, typer.Option(help="Allowed models, comma-separated.")] = None,
-    default_model: Annotated[str | None, typer.Option()] = None,
+    default_model: Annotated[
+        str | None, typer.Option(help="Model used when a request names none.")
+    ] = None,
     rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
     tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Max output tokens a request.")] = None,
     budget_usd: Annotated[str | None, typer.Option(help="Monthly budget in USD.")] = None,
-    nats_url: NatsUrl = DEFAULT_URL,
 ) -> None:
     """Change a tenant's configuration; it applies to the next request, no restart."""
+    tenant = valid_tenant(tenant)
+    template = template_file.read_text() if template_file else None
+    try:
+        budget = usd(budget_usd) if budget_usd else None
+    except (ArithmeticError, ValueError):
+        fail(f"--budget-usd: not an amount in USD: {str(budget_usd)[:40]!r}")
 
     async def go() -> None:
-        async with ops_client(nats_url) as ops:
-            found = await ops.get_tenant(tenant)
-            if found.error or found.config is None:
-                fail(found.error.message if found.error else "unknown tenant")
+        async with ops_client() as ops:
+            found = check(await ops.get_tenant(tenant))
+            if found.config is None:
+                fail(f"tenant {tenant} not found")
             current = found.config
             limits: dict[str, Any] = current.limits.model_dump()
             limit_changes: tuple[tuple[str, int | None], ...] = (
                 ("requests_per_minute", rpm),
                 ("tokens_per_minute", tpm),
                 ("max_tokens_per_request", max_tokens),
-                ("monthly_budget_nanousd", usd(budget_usd) if budget_usd else None),
+                ("monthly_budget_nanousd", budget),
             )
             for key, number in limit_changes:
                 if number is not None:
@@ -57,7 +77,7 @@ def tenants_set(
             other_changes: tuple[tuple[str, object], ...] = (
                 ("name", name),
                 ("tier", tier),
-                ("system_prompt_template", template_file.read_text() if template_file else None),
+                ("system_prompt_template", template),
                 ("custom_instructions", instructions),
                 ("allowed_models", allowed),
                 ("default_model", default_model),
@@ -70,23 +90,25 @@ def tenants_set(
             profile = TenantProfile.model_validate(
                 {**current.model_dump(include=set(TenantProfile.model_fields)), **changes}
             )
-            saved = await ops.save_tenant(tenant, profile, actor=actor)
-        if saved.error or saved.config is None:
-            fail(saved.error.message if saved.error else "not saved")
-        console.print(f"{tenant}: configuration version {saved.config.version}")
+            saved = check(await ops.save_tenant(tenant, profile, actor=actor))
+        if saved.config is None:
+            fail("promptconfig saved nothing")
+        console.print(f"{tenant}: configuration version {saved.config.version}", markup=False)
 
-    asyncio.run(go())
+    run(go())
 
 
 @tenants.command("versions")
-def tenants_versions(tenant: TenantOpt, nats_url: NatsUrl = DEFAULT_URL) -> None:
+def tenants_versions(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
     """List every saved configuration version."""
+    tenant = valid_tenant(tenant)
 
     async def go() -> None:
-        async with ops_client(nats_url) as ops:
-            listed = await ops.config_versions(tenant)
-        if listed.error:
-            fail(listed.error.message)
+        async with ops_client() as ops:
+            listed = check(await ops.config_versions(tenant))
+        if as_json:
+            print_json([v.model_dump(mode="json") for v in listed.versions])
+            return
         table = Table(title=f"{tenant} configuration versions")
         for col in ("version", "saved at", "by", "changed"):
             table.add_column(col, overflow="fold")
@@ -99,7 +121,7 @@ def tenants_versions(tenant: TenantOpt, nats_url: NatsUrl = DEFAULT_URL) -> None
             )
         console.print(table)
 
-    asyncio.run(go())
+    run(go())
 
 
 @tenants.command("diff")
@@ -107,21 +129,24 @@ def tenants_diff(
     tenant: TenantOpt,
     old: Annotated[int, typer.Option("--from", help="Older version.")],
     new: Annotated[int, typer.Option("--to", help="Newer version.")],
-    nats_url: NatsUrl = DEFAULT_URL,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show what changed between two versions."""
+    tenant = valid_tenant(tenant)
 
     async def go() -> None:
-        async with ops_client(nats_url) as ops:
-            a = await ops.config_version(tenant, old)
-            b = await ops.config_version(tenant, new)
-        for got in (a, b):
-            if got.error or got.config is None:
-                fail(got.error.message if got.error else "not found")
-        assert a.config is not None and b.config is not None
-        console.print("\n".join(diff_configs(a.config, b.config)) or "no differences")
+        async with ops_client() as ops:
+            a = check(await ops.config_version(tenant, old)).config
+            b = check(await ops.config_version(tenant, new)).config
+        if a is None or b is None:
+            fail(f"version {old if a is None else new} of {tenant} not found")
+        lines = diff_configs(a, b)
+        if as_json:
+            print_json({"from": a.version, "to": b.version, "diff": lines})
+            return
+        console.print("\n".join(lines) or "no differences", markup=False)
 
-    asyncio.run(go())
+    run(go())
 
 
 def diff_configs(a: TenantConfig, b: TenantConfig) -> list[str]:
@@ -149,37 +174,41 @@ def _lines(config: TenantConfig) -> list[str]:
 def tenants_rollback(
     tenant: TenantOpt,
     version: Annotated[int, typer.Option("--to", help="Version to restore.")],
-    actor: Actor = "ops",
-    nats_url: NatsUrl = DEFAULT_URL,
+    actor: ActorOpt = "ops",
 ) -> None:
     """Restore an earlier version's settings (saved as a new version)."""
+    tenant = valid_tenant(tenant)
 
     async def go() -> None:
-        async with ops_client(nats_url) as ops:
-            saved = await ops.rollback_config(tenant, version, actor)
-        if saved.error or saved.config is None:
-            fail(saved.error.message if saved.error else "not saved")
-        console.print(f"{tenant}: restored version {version} as version {saved.config.version}")
+        async with ops_client() as ops:
+            saved = check(await ops.rollback_config(tenant, version, actor))
+        if saved.config is None:
+            fail("promptconfig saved nothing")
+        console.print(
+            f"{tenant}: restored version {version} as version {saved.config.version}",
+            markup=False,
+        )
 
-    asyncio.run(go())
+    run(go())
 
 
 @tenants.command("preview")
 def tenants_preview(
     tenant: TenantOpt,
-    template_file: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
-    instructions: Annotated[str | None, typer.Option()] = None,
-    nats_url: NatsUrl = DEFAULT_URL,
+    template_file: TemplateFile = None,
+    instructions: Annotated[str | None, typer.Option(help="Proposed custom instructions.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show the rendered system prompt, optionally with a proposed template or instructions."""
+    tenant = valid_tenant(tenant)
+    template = template_file.read_text() if template_file else None
 
     async def go() -> None:
-        async with ops_client(nats_url) as ops:
-            shown = await ops.preview_prompt(
-                tenant, template_file.read_text() if template_file else None, instructions
-            )
-        if shown.error:
-            fail(shown.error.message)
-        console.print(shown.system_prompt, markup=False, highlight=False)
+        async with ops_client() as ops:
+            shown = check(await ops.preview_prompt(tenant, template, instructions))
+        if as_json:
+            print_json({"system_prompt": shown.system_prompt})
+            return
+        console.print(shown.system_prompt, markup=False)
 
-    asyncio.run(go())
+    run(go())

@@ -3,25 +3,50 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import signal
 import time
 from pathlib import Path
 
-from shared.cli.common import DEFAULT_URL, NatsUrl, console, fail
+from shared.cli.common import console, fail, settings
 from shared.money import format_usd
 
-
-def run(nats_url: NatsUrl = DEFAULT_URL, data_dir: Path = Path("var")) -> None:
-    """Start NATS and every service, seed two demo tenants, answer one request each, serve."""
-    _platform(nats_url, data_dir, keep_serving=True)
+# What the services import that a client-only install does not have.
+PLATFORM_MODULES = ("faststream", "qdrant_client", "chdb", "numpy", "anthropic", "bcrypt")
 
 
-def demo(nats_url: NatsUrl = DEFAULT_URL, data_dir: Path = Path("var")) -> None:
+def run() -> None:
+    """Start NATS and every service, seed two demo tenants, answer one request each, serve.
+
+    Uses the global --nats-url (where nats-server listens) and --data-dir.
+    """
+    _platform("run", settings.nats_url, settings.data_dir, keep_serving=True)
+
+
+def demo() -> None:
     """The same scenario as `run`, then stop everything and exit."""
-    _platform(nats_url, data_dir, keep_serving=False)
+    _platform("demo", settings.nats_url, settings.data_dir, keep_serving=False)
 
 
-def _platform(nats_url: str, data_dir: Path, keep_serving: bool) -> None:
+def missing_platform_modules() -> list[str]:
+    missing = []
+    for name in PLATFORM_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
+
+
+def _platform(command: str, nats_url: str, data_dir: Path, keep_serving: bool) -> None:
+    missing = missing_platform_modules()
+    if missing:
+        fail(
+            f"`tenantry {command}` runs the platform, which needs its packages: "
+            f"pip install 'tenantry[platform]' (missing: {', '.join(missing)})"
+        )
     from shared.demo import DemoFailed, run_demo
     from shared.launcher import Platform, PortInUse
 
