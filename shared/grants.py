@@ -49,6 +49,9 @@ def _svc(service: str, *verbs: str) -> tuple[str, ...]:
 
 
 _AUDITS = (subjects.ALL_AUDIT_EVENTS,)  # every service writes its own audit rows
+_FT_FILES = "OBJ_tenantry-finetune-files"  # finetune's object store (services.finetune.adapters)
+# nats-py's object store get() looks its stream up by subject (names only, no content).
+_STREAM_NAMES = "$JS.API.STREAM.NAMES"
 
 GRANTS: dict[str, Grant] = {
     "access": Grant(
@@ -96,8 +99,30 @@ GRANTS: dict[str, Grant] = {
         reads_buckets=("tenantry-tenants",),
     ),
     "llm": Grant(
-        publishes=_AUDITS,
+        # Tenants' fine-tuned models: their registrations (KV) and weights (object store).
+        publishes=(*_AUDITS, f"$JS.API.STREAM.INFO.{_FT_FILES}", _STREAM_NAMES),
         streams=(subjects.EVENTS_STREAM,),
+        reads_messages=(_FT_FILES,),
+        watches=(_FT_FILES,),
+        reads_buckets=("tenantry-finetune",),
+    ),
+    "finetune": Grant(
+        publishes=(
+            *_AUDITS,
+            subjects.ALL_FINETUNE_EVENTS,
+            "$O.tenantry-finetune-files.>",  # training files and model weights
+            f"$JS.API.STREAM.PURGE.{_FT_FILES}",  # deleting an object purges its chunks
+            _STREAM_NAMES,
+        ),
+        calls=(
+            *_svc("promptconfig", "resolve", "upsert"),  # tier; the model on the allow-list
+            *_svc("leakage", "scan"),  # training data, before it is stored
+            *_svc("metering", "authorize", "settle"),  # training cost
+        ),
+        streams=(subjects.EVENTS_STREAM, _FT_FILES),
+        reads_messages=(_FT_FILES,),
+        watches=(_FT_FILES,),
+        buckets=("tenantry-finetune",),
     ),
     "gateway": Grant(
         publishes=(

@@ -5,8 +5,13 @@ the gateway for an answer from its own fine-tuned model."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +88,80 @@ async def test_a_tenant_trains_a_model_and_asks_it_through_the_gateway(
     # Every process stayed within its NATS permissions.
     log = (platform.log_dir / "nats-server.log").read_text(errors="replace")
     assert "Permissions Violation" not in log
+
+
+def _tenantry(platform: Platform, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", *args],
+        env={
+            **os.environ,
+            "TENANTRY_NATS_URL": platform.nats_url,
+            "TENANTRY_DATA_DIR": str(platform.data_dir),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_cli_creates_waits_lists_shows_and_deletes(platform: Platform, tmp_path: Path) -> None:
+    tid = f"ftcli-{uuid.uuid4().hex[:8]}"
+    made = _tenantry(
+        platform,
+        "tenants",
+        "create",
+        "--tenant",
+        tid,
+        "--name",
+        "Clifton Ltd",
+        "--tier",
+        "enterprise",
+    )
+    assert made.returncode == 0, made.stderr
+    data = tmp_path / "train.jsonl"
+    data.write_text(samples.to_jsonl(samples.examples(60)))
+    created = _tenantry(
+        platform,
+        "finetune",
+        "create",
+        "--tenant",
+        tid,
+        "--base-model",
+        "offline-extractive",
+        "--data",
+        str(data),
+        "--epochs",
+        "2",
+        "--wait",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    job = json.loads(created.stdout)
+    assert job["state"] == "succeeded" and job["model_id"].startswith("ft:offline-extractive:")
+    listed = _tenantry(platform, "finetune", "list", "--tenant", tid, "--json")
+    assert [j["job_id"] for j in json.loads(listed.stdout)] == [job["job_id"]]
+    shown = _tenantry(platform, "finetune", "show", "--tenant", tid, job["job_id"])
+    assert shown.returncode == 0 and "succeeded" in shown.stdout and job["model_id"] in shown.stdout
+    late = _tenantry(platform, "finetune", "cancel", "--tenant", tid, job["job_id"])
+    assert late.returncode != 0 and "already succeeded" in late.stderr
+    deleted = _tenantry(platform, "finetune", "delete", "--tenant", tid, job["job_id"])
+    assert deleted.returncode == 0 and "4 stored items removed" in deleted.stdout, deleted.stderr
+    pro = f"ftclip-{uuid.uuid4().hex[:8]}"
+    assert (
+        _tenantry(
+            platform, "tenants", "create", "--tenant", pro, "--name", "Pro Co", "--tier", "pro"
+        ).returncode
+        == 0
+    )
+    refused = _tenantry(
+        platform,
+        "finetune",
+        "create",
+        "--tenant",
+        pro,
+        "--base-model",
+        "offline-extractive",
+        "--data",
+        str(data),
+    )
+    assert refused.returncode != 0 and "enterprise" in refused.stderr
