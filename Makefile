@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run demo test test-unit test-integration test-e2e lint bench recall clean
+.PHONY: help install run demo test test-unit test-integration test-e2e lint bench recall clean \
+	k8s k8s-secrets
 
 help:
 	@echo "make run    - start NATS + every service on embedded defaults, seed two demo tenants, serve"
@@ -50,6 +51,15 @@ bench: $(STAMP)
 
 recall: $(STAMP)
 	$(BIN)/python -m services.retrieval.recall
+
+# Kubernetes: regenerate deploy/k8s from shared.launcher.SERVICES (a test fails when stale).
+k8s: $(STAMP)
+	$(BIN)/python deploy/k8s/generate.py
+
+# The secrets an overlay's secretGenerator reads (kept across runs; never committed).
+OVERLAY ?= dev
+k8s-secrets: $(STAMP)
+	$(BIN)/python -m shared.provision deploy/k8s/overlays/$(OVERLAY)/state
 
 clean:
 	rm -rf var .pytest_cache
