@@ -19,7 +19,13 @@ from services.finetune.jobs import Lifecycle
 from services.finetune.model import Example
 from services.finetune.ports import Ports, allow_model
 from services.finetune.quotas import quota_for
-from services.finetune.runner import Runner, data_object, model_object, training_model
+from services.finetune.runner import (
+    Runner,
+    data_object,
+    model_key,
+    model_object,
+    training_model,
+)
 from shared.audit import AuditTrail
 from shared.bus import ServiceCallError
 from shared.messages.audit import AuditEventType, AuditStatus
@@ -247,7 +253,7 @@ class Manager:
     async def _remove(self, job: FineTuneJob, request_id: str) -> int:
         removed = int(await self.artifacts.delete(job.tenant_id, data_object(job.job_id)))
         if job.model_id:
-            suffix = job.model_id.rsplit(":", 1)[-1]
+            suffix = model_key(job.job_id)
             removed += int(await self.store.delete_model(job.tenant_id, suffix))
             removed += int(await self.artifacts.delete(job.tenant_id, model_object(suffix)))
             try:

@@ -39,6 +39,12 @@ def data_object(job_id: str) -> str:
     return f"data/{job_id}.jsonl"
 
 
+def model_key(job_id: str) -> str:
+    """A job's model is registered (and stored) under the job's own hex: one model per
+    job, found again from the job alone. Offline model ids end with it too."""
+    return job_id.removeprefix("ftjob-")
+
+
 def model_object(suffix: str) -> str:
     return f"models/{suffix}.npz"
 
@@ -228,7 +234,7 @@ class Runner:
         await self._succeed(job, trained, request_id)
 
     async def _succeed(self, job: FineTuneJob, trained: Trained, request_id: str) -> None:
-        suffix = new_id()[:16]
+        suffix = model_key(job.job_id)
         model_id = trained.remote_model or f"ft:{job.base_model}:{suffix}"
         if trained.weights:
             await self.artifacts.put(job.tenant_id, model_object(suffix), trained.weights)
