@@ -224,19 +224,24 @@ class HealthServer:
 
 @asynccontextmanager
 async def serving(service: Service) -> AsyncIterator[Health]:
-    """The process's health (and metrics) endpoint around a service's whole life.
+    """The process's health and metrics endpoint, and its tracing, around a service's life.
 
     Started before the service connects, so /livez answers during a slow start (KV
     replay, schema) while /readyz still says "starting"; stopped after it has drained.
     """
+    from shared import tracing
     from shared.metrics import ServiceMetrics
 
     health = Health.of(service)
     settings = service.settings
     server: HealthServer | None = None
+    traces = None
+    if tracing.enabled():
+        traces = tracing.provider_for(service.name)
+        tracing.instrument(service, traces)  # before the broker starts its subscribers
     if settings.http_port is not None:
         metrics = ServiceMetrics(service.name)
-        metrics.instrument(service)  # before the broker starts its subscribers
+        metrics.instrument(service)
         server = HealthServer(health, metrics.exposition)
         await server.start(settings.http_host, settings.http_port)
     try:
@@ -247,3 +252,5 @@ async def serving(service: Service) -> AsyncIterator[Health]:
     finally:
         if server is not None:
             await server.stop()
+        if traces is not None:
+            tracing.shutdown(traces)

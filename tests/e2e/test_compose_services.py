@@ -5,6 +5,7 @@ Then a real request goes through all of them, and every health endpoint answers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from shared.demo import run_demo
 from shared.launcher import SERVICES
 from shared.provision import provision
 from tests.support import compose
+from tests.support.otlp import OtlpReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -46,6 +48,7 @@ class ComposeLike:
     envs: dict[str, dict[str, str]]
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: Path = Path()
+    traces: OtlpReceiver | None = None
 
 
 def local_env(
@@ -80,8 +83,16 @@ def local_env(
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeLike]:
+def traces() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, traces: OtlpReceiver) -> Iterator[ComposeLike]:
     root = tmp_path_factory.mktemp("compose-like")
+    # As `OTEL_EXPORTER_OTLP_ENDPOINT=... docker compose up` would: a collector's address.
+    model = compose.load({"OTEL_EXPORTER_OTLP_ENDPOINT": traces.endpoint})
     auth = provision(root / "state", SERVICES)  # the `provision` service, minus chown
     port = natsserver.free_port()
     logs = root / "logs"
@@ -94,7 +105,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeLike]:
         log_file=logs / "nats-server.log",
     )
     nats_url = f"nats://127.0.0.1:{port}"
-    platform = compose.platform_services(MODEL)
+    platform = compose.platform_services(model)
     ports = {name: natsserver.free_port() for name in platform}
     running = ComposeLike(
         nats_url,
@@ -102,6 +113,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeLike]:
         ports,
         {n: local_env(s, root, nats_url, ports[n]) for n, s in platform.items()},
         logs=logs,
+        traces=traces,
     )
     try:
         # compose's order: every service but the gateway, then the gateway.
@@ -148,6 +160,31 @@ async def test_a_request_is_answered_through_every_compose_service(stack: Compos
         assert result.completion.text and result.completion.model == "offline-extractive"
         assert result.usage.requests >= 1 and result.usage.audit_events >= 1
     assert all(p.poll() is None for p in stack.procs.values())
+
+
+async def test_one_trace_follows_a_request_through_every_service(stack: ComposeLike) -> None:
+    assert stack.traces is not None
+    before = {s.trace_id for s in stack.traces.snapshot()}
+    results = await run_demo(stack.nats_url, *stack.ops)
+    assert len(results) == 2
+    wanted = {"gateway", "metering", "retrieval", "leakage", "llm"}
+    deadline = time.monotonic() + 30  # the batch exporter sends every 5 s
+    while True:
+        by_trace: dict[str, set[str]] = {}
+        for span in stack.traces.snapshot():
+            if span.trace_id not in before:
+                by_trace.setdefault(span.trace_id, set()).add(span.service)
+        complete = [
+            t for t, services in by_trace.items() if {f"tenantry-{w}" for w in wanted} <= services
+        ]
+        if complete or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert complete, {t: sorted(s) for t, s in by_trace.items()}
+    spans = [s for s in stack.traces.snapshot() if s.trace_id == complete[0]]
+    # Span names carry subject patterns, never a tenant id.
+    assert all("acme" not in s.name and "globex" not in s.name for s in spans), spans
+    assert any(s.name.startswith("svc.llm.invoke.*") for s in spans), spans
 
 
 def test_health_endpoints_report_ready_live_and_metrics(stack: ComposeLike) -> None:
