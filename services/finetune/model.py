@@ -40,11 +40,11 @@ FEATURES = 2048
 MAX_VOCAB = 2_000
 EOS = "<eos>"  # index 0: the end token, and the "previous token" at the start
 BATCH = 16
-LEARNING_RATE = 0.05
+LEARNING_RATE = 0.2
 PROMPT_WEIGHT = 2.0  # how much the prompt-conditioned probability counts against fluency
 REPEAT_PENALTY = 3.0
-_NO_SPACE_BEFORE = frozenset(".,!?;:)]}%'")
-_NO_SPACE_AFTER = frozenset("([{$'")
+_NO_SPACE_BEFORE = frozenset(".,!?;:)]}%'-/")
+_NO_SPACE_AFTER = frozenset("([{$'-/")
 
 
 class Cancelled(Exception):
@@ -137,7 +137,12 @@ class TunedModel:
             fluency = self._fluency(prev2, prev)
             score = fluency + PROMPT_WEIGHT * logp - REPEAT_PENALTY * used
             score[prev] = -np.inf
-            score[0] = -np.inf if step < target else fluency[0] + 5.0
+            # The end may come from 70 % of the predicted length on (the length model is
+            # rough), when fluency says so; past the predicted length it is pushed.
+            if step < 0.7 * target:
+                score[0] = -np.inf
+            else:
+                score[0] = fluency[0] + (5.0 if step >= target else 0.0)
             best = int(np.argmax(score))
             if best == 0:
                 break

@@ -106,9 +106,17 @@ def example(rng: random.Random) -> Example:
     return Example(prompt=f"Customer message: {message}", completion=completion)
 
 
-def examples(count: int, seed: int = 7) -> list[Example]:
+def examples(count: int, seed: int = 7, unseen: list[Example] | None = None) -> list[Example]:
+    """`count` examples; with `unseen`, none whose prompt is among those (a held-out set
+    that shares no prompt with the training set)."""
     rng = random.Random(seed)
-    return [example(rng) for _ in range(count)]
+    seen = {e.prompt for e in unseen or []}
+    out: list[Example] = []
+    while len(out) < count:
+        candidate = example(rng)
+        if candidate.prompt not in seen:
+            out.append(candidate)
+    return out
 
 
 def to_jsonl(items: list[Example]) -> str:
