@@ -206,3 +206,36 @@ def test_prometheus_scrapes_every_service_on_its_health_port() -> None:
     (dns,) = job["dns_sd_configs"]
     assert set(dns["names"]) == set(SERVICES)
     assert dns["port"] == int(PLATFORM["gateway"].environment["TENANTRY_HTTP_PORT"])
+
+
+def test_bind_mounted_files_exist() -> None:
+    for name, spec in MODEL["services"].items():
+        for volume in spec.get("volumes", []):
+            if isinstance(volume, str) and volume.startswith("./"):
+                source = volume.split(":")[0]
+                assert (compose.ROOT / source).exists(), (name, source)
+
+
+def test_grafana_is_provisioned_with_both_datasources_the_dashboard_uses() -> None:
+    import json
+
+    import yaml
+
+    grafana = compose.ROOT / "deploy" / "grafana"
+    sources = yaml.safe_load(
+        (grafana / "provisioning" / "datasources" / "tenantry.yaml").read_text()
+    )
+    uids = {s["uid"]: s for s in sources["datasources"]}
+    clickhouse = uids["tenantry-clickhouse"]
+    # The password comes from the file provision writes into grafana's secrets folder.
+    secret_path = clickhouse["secureJsonData"]["password"]
+    assert secret_path == "$__file{/run/secrets/grafana/clickhouse-password}"
+    (mount,) = [
+        v
+        for v in MODEL["services"]["grafana"]["volumes"]
+        if isinstance(v, dict) and v["target"] == "/run/secrets/grafana"
+    ]
+    assert mount["volume"]["subpath"] == "grafana"
+    dashboard = json.loads((grafana / "dashboards" / "tenantry-ops.json").read_text())
+    used = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+    assert used == set(uids)
