@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.finetune import model
+from services.finetune import model, training
 from services.finetune.model import Example
 from services.llm.offline import NO_ANSWER
 from shared.messages.finetune import FineTuneJob
@@ -68,7 +68,7 @@ def _seed(job_id: str) -> int:
 
 def _train_offline(job: FineTuneJob, examples: list[Example], progress: Progress) -> Trained:
     seed = _seed(job.job_id)
-    train_set, held_out = model.split(examples, seed)
+    train_set, held_out = training.split(examples, seed)
     per_epoch = sum(
         len(model.tokens(e.prompt)) + len(model.tokens(e.completion)) for e in train_set
     )
@@ -81,14 +81,14 @@ def _train_offline(job: FineTuneJob, examples: list[Example], progress: Progress
 
     if progress.cancel.is_set():
         raise model.Cancelled
-    result = model.train(train_set, job.epochs, seed=seed, on_epoch=on_epoch)
+    result = training.train(train_set, job.epochs, seed=seed, on_epoch=on_epoch)
     metrics = {"train_loss": round(result.losses[-1], 4), "held_out": float(len(held_out))}
     if held_out:
         # The base offline model answers a prompt with no passages by saying it has no
         # answer; echoing the prompt is the other cheap baseline. Both are reported.
-        metrics["held_out_f1_base"] = round(model.mean_f1(lambda _: NO_ANSWER, held_out), 4)
-        metrics["held_out_f1_echo"] = round(model.mean_f1(lambda p: p, held_out), 4)
-        metrics["held_out_f1_tuned"] = round(model.mean_f1(result.model.answer, held_out), 4)
+        metrics["held_out_f1_base"] = round(training.mean_f1(lambda _: NO_ANSWER, held_out), 4)
+        metrics["held_out_f1_echo"] = round(training.mean_f1(lambda p: p, held_out), 4)
+        metrics["held_out_f1_tuned"] = round(training.mean_f1(result.model.answer, held_out), 4)
     return Trained(
         weights=result.model.to_bytes(),
         remote_model="",

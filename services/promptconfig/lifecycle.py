@@ -224,7 +224,9 @@ async def offboard(
         revoked = await ports.revoke(RevokeCredentials(**ids, actor=msg.actor))
         _check("credentials", revoked.error)
         removed["credentials"] = int(revoked.existed)
-        for service, unit in {**STATEFUL, **OFFBOARD_ONLY}.items():
+        # Fine-tuning first: its jobs stop before metering's state (which a finishing
+        # job would settle into) is removed.
+        for service, unit in {**OFFBOARD_ONLY, **STATEFUL}.items():
             gone = await ports.deprovision(service, DeprovisionTenant(**ids))
             _check(service, gone.error)
             removed[unit] = gone.removed

@@ -545,3 +545,28 @@ async def test_offboarding_removes_jobs_data_and_models(
     finally:
         for service in extra:
             await service.stop()
+
+
+async def test_pii_in_training_data_follows_the_leakage_policy_before_it_is_stored(
+    platform: dict[str, object], client_broker: NatsBroker, new_tenant_id: Callable[[str], str]
+) -> None:
+    from services.finetune.runner import data_object
+
+    tid = new_tenant_id("ftpii")
+    await tenant(client_broker, tid, Tier.ENTERPRISE)
+    rows = samples.examples(20)
+    rows[3] = Example(
+        prompt=rows[3].prompt + " Mail me at jo.bloggs@example.org",
+        completion=rows[3].completion,
+    )
+    created = await create(client_broker, tid, samples.to_jsonl(rows))
+    assert created.ok and created.job, created.error
+    # The platform default redacts PII: the job goes on, with the address cut out.
+    finetune = platform["services"]["finetune"]  # type: ignore[index]
+    stored = await finetune_artifacts(finetune).get(tid, data_object(created.job.job_id))
+    assert stored is not None
+    text = stored.decode()
+    assert "jo.bloggs@example.org" not in text and "Mail me at [EMAIL]" in text
+    assert len(stored.splitlines()) == 20
+    job = await until(client_broker, tid, created.job.job_id, {JobState.SUCCEEDED})
+    assert job.model_id

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services.finetune import data, model, samples
+from services.finetune import data, model, samples, training
 from services.finetune.model import Example
 from services.llm.offline import NO_ANSWER
 
@@ -23,15 +23,15 @@ def test_token_f1_is_multiset_overlap() -> None:
 def test_training_lowers_the_loss_and_beats_the_base_model_on_unseen_prompts() -> None:
     train = samples.examples(200, seed=7)
     held_out = samples.examples(100, seed=99, unseen=train)
-    result = model.train(train, epochs=3, seed=1)
+    result = training.train(train, epochs=3, seed=1)
     assert result.losses[0] > result.losses[-1] * 2
-    tuned = model.mean_f1(result.model.answer, held_out)
-    base = model.mean_f1(lambda _: NO_ANSWER, held_out)
-    echo = model.mean_f1(lambda prompt: prompt, held_out)
+    tuned = training.mean_f1(result.model.answer, held_out)
+    base = training.mean_f1(lambda _: NO_ANSWER, held_out)
+    echo = training.mean_f1(lambda prompt: prompt, held_out)
     assert tuned > 0.85 and tuned > base + 0.6 and tuned > echo + 0.6
     # One epoch learns less than three: the epochs are real passes of training.
-    one = model.train(train, epochs=1, seed=1)
-    assert model.mean_f1(one.model.answer, held_out) < tuned
+    one = training.train(train, epochs=1, seed=1)
+    assert training.mean_f1(one.model.answer, held_out) < tuned
 
 
 def test_it_generalises_to_a_combination_it_never_saw() -> None:
@@ -41,7 +41,7 @@ def test_it_generalises_to_a_combination_it_never_saw() -> None:
         for e in samples.examples(300, seed=7)
         if not ("Pico drone" in e.prompt and "Returns" in e.completion)
     ]
-    tuned = model.train(train, epochs=3, seed=1).model
+    tuned = training.train(train, epochs=3, seed=1).model
     answer = tuned.answer("Customer message: I want to return my Pico drone, no rush.")
     assert answer.startswith("Category: Returns. Priority: normal. Team: returns desk.")
     assert answer not in {e.completion for e in train}
@@ -49,7 +49,7 @@ def test_it_generalises_to_a_combination_it_never_saw() -> None:
 
 def test_a_saved_model_answers_the_same_and_loads_without_pickle() -> None:
     train = samples.examples(60, seed=3)
-    tuned = model.train(train, epochs=2, seed=2).model
+    tuned = training.train(train, epochs=2, seed=2).model
     again = model.TunedModel.from_bytes(tuned.to_bytes())
     prompts = [e.prompt for e in samples.examples(10, seed=5)]
     assert [tuned.answer(p) for p in prompts] == [again.answer(p) for p in prompts]
@@ -63,7 +63,7 @@ def test_on_epoch_can_stop_training() -> None:
         return epoch < 2
 
     with pytest.raises(model.Cancelled):
-        model.train(samples.examples(30), epochs=10, on_epoch=stop_after_two)
+        training.train(samples.examples(30), epochs=10, on_epoch=stop_after_two)
     assert seen == [1, 2]
 
 
