@@ -13,13 +13,13 @@ import logging
 import os
 import random
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
-import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
@@ -147,33 +147,36 @@ class Connection:
         connect_timeout_s: float = 2.0,
         keep_reconnecting: bool = True,
     ) -> Connection:
-        """Connect, trying each server twice at most: a down server fails in well under
-        `connect_timeout_s` x servers x 2. After that, `keep_reconnecting` decides whether
-        a lost connection is re-established (long-lived clients) or fails (one-shot
-        commands)."""
+        """Connect within `connect_timeout_s` in all (each server is tried twice at most:
+        a refused connection fails at once, a server that does not answer takes the whole
+        budget). After that, `keep_reconnecting` decides whether a lost connection is
+        re-established (long-lived clients) or fails (one-shot commands)."""
         servers = server_list(nats_url)
         shown = ", ".join(redact_url(s) for s in servers) or "(no URL)"
         holder: list[Connection] = []
-        last: list[BaseException] = []
+        # The last few errors of the connect attempts, to say why it failed.
+        last: deque[BaseException] = deque(maxlen=8)
 
         async def on_error(exc: Exception) -> None:
-            last.append(exc)
             if holder:
                 holder[0]._on_error(exc)
+            else:
+                last.append(exc)
             log.debug("nats: %s", _describe(exc))
 
+        attempts = 2 * max(1, len(servers))
         kwargs: dict[str, Any] = {
             "name": name,
             "error_cb": on_error,
             "disconnected_cb": _quiet,
             "closed_cb": _quiet,
             "reconnected_cb": _quiet,
-            "connect_timeout": connect_timeout_s,
+            "connect_timeout": max(0.2, connect_timeout_s / attempts),
             "allow_reconnect": True,
             # nats-py drops a server after more than this many failed attempts; 0 means
             # never, so 1 = two attempts per server, then NoServersError.
             "max_reconnect_attempts": 1,
-            "reconnect_time_wait": 0.1,
+            "reconnect_time_wait": 0.05,
         }
         if inbox_prefix:
             kwargs["inbox_prefix"] = inbox_prefix
@@ -190,10 +193,15 @@ class Connection:
             kwargs["password"] = credentials.password or ""
         if not servers:
             raise ConnectionFailed("no NATS URL given")
+        nc = NatsClient()
         try:
-            nc = await nats.connect(servers, **kwargs)
+            async with asyncio.timeout(connect_timeout_s + 0.5):
+                await nc.connect(servers, **kwargs)
         except Exception as exc:
-            raise _connect_error(exc, last, shown, credentials) from None
+            await _discard(nc)
+            if isinstance(exc, TimeoutError) and not last:
+                last.append(exc)
+            raise _connect_error(exc, list(last), servers, credentials) from None
         # Options are read live by nats-py's reconnect logic: widen them now that the
         # first connect has succeeded (or keep a one-shot command from reconnecting).
         nc.options["allow_reconnect"] = keep_reconnecting
@@ -253,6 +261,14 @@ class Connection:
             await self.nc.close()
 
 
+async def _discard(nc: NatsClient) -> None:
+    """Close a client whose connect failed or was cut short (its socket may be open)."""
+    try:
+        await nc.close()
+    except Exception:  # noqa: S110  (nothing to report: the connect error is what matters)
+        pass
+
+
 async def _quiet() -> None:
     """Connection-state callbacks: nothing to do (nats-py would otherwise not care either)."""
 
@@ -263,15 +279,21 @@ def _describe(exc: BaseException) -> str:
 
 
 def _connect_error(
-    exc: Exception, seen: list[BaseException], shown: str, credentials: Credentials
+    exc: Exception, seen: list[BaseException], servers: list[str], credentials: Credentials
 ) -> TenantryError:
-    causes = [exc, *reversed(seen)]
+    shown = ", ".join(redact_url(s) for s in servers)
+    causes = [*reversed(seen), exc]
     if any("authorization violation" in str(c).lower() for c in causes) or any(
         isinstance(c, nats.errors.AuthorizationError) for c in causes
     ):
-        who = f"user {credentials.user!r}" if credentials.user else "anonymous login"
+        in_url = next((u.username for u in map(_split, servers) if u and u.username), None)
+        who = "anonymous login"
         if credentials.creds_file:
             who = f"credentials file {credentials.creds_file}"
+        elif credentials.user:
+            who = f"user {credentials.user!r}"
+        elif in_url:
+            who = f"user {in_url!r} from the URL"
         return AuthenticationFailed(f"NATS at {shown} refused the credentials ({who})")
     for cause in causes:
         if isinstance(cause, ConnectionRefusedError):
@@ -284,6 +306,13 @@ def _connect_error(
         (_describe(c) for c in causes if not isinstance(c, nats.errors.NoServersError)), ""
     )
     return ConnectionFailed(f"cannot reach NATS at {shown}" + (f": {detail}" if detail else ""))
+
+
+def _split(url: str) -> SplitResult | None:
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)

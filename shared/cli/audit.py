@@ -17,6 +17,7 @@ from rich.table import Table
 from shared.cli.common import (
     JsonOpt,
     TenantOpt,
+    add_row,
     check,
     console,
     note,
@@ -78,7 +79,8 @@ def audit_query(
         for col in ("time", "type", "service", "action", "actor", "status", "error"):
             table.add_column(col, overflow="fold")
         for row in page.rows:
-            table.add_row(
+            add_row(
+                table,
                 row.occurred_at.isoformat(timespec="seconds"),
                 row.event_type,
                 row.service,

@@ -21,6 +21,8 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from shared.client import AsyncTenantry
 from shared.client_errors import (
@@ -30,7 +32,7 @@ from shared.client_errors import (
     error_from_info,
 )
 from shared.client_transport import DEFAULT_NATS_URL, Credentials, load_credentials_file
-from shared.messages.base import Reply
+from shared.messages.base import ErrorInfo, Reply
 from shared.ops import OpsClient
 from shared.tenancy import InvalidTenantId, validate_tenant_id
 
@@ -138,13 +140,21 @@ def run(work: Coroutine[Any, Any, T]) -> T:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
         where = ".".join(str(p) for p in first["loc"])
         fail(f"{where}: {first['msg']}" if where else str(first["msg"]))
+    except Exception as exc:
+        # shared.bus.ServiceCallError and the like carry a client-safe ErrorInfo; matched
+        # by shape, because importing shared.bus would need FastStream.
+        info = getattr(exc, "info", None)
+        if isinstance(info, ErrorInfo):
+            fail(info.message)
+        raise
 
 
 def _hint(exc: TenantryError) -> str:
     if exc.code == AUTHENTICATION_FAILED and "anonymous" in exc.message:
         return (
             "no credentials found: set TENANTRY_NATS_USER and TENANTRY_NATS_PASSWORD, pass "
-            f"--creds FILE, or --data-dir of a running platform (looked in {settings.data_dir})"
+            f"--creds FILE, or --data-dir of a running platform (looked in "
+            f"{settings.data_dir.resolve()})"
         )
     if exc.code == CONNECTION_FAILED:
         return "is the platform running? --nats-url or TENANTRY_NATS_URL says where it listens"
@@ -164,6 +174,12 @@ def fail(message: str, *, hint: str = "", code: int = 1) -> NoReturn:
 def note(message: str) -> None:
     """Progress and remarks: stderr, so stdout holds only results."""
     err_console.print(message, markup=False, style="dim")
+
+
+def add_row(table: Table, *values: str) -> None:
+    """A table row shown as written: audit rows, names and actors are client-supplied
+    text, and Rich would otherwise read `[...]` in them as markup."""
+    table.add_row(*(Text(v) for v in values))
 
 
 def print_json(value: BaseModel | dict[str, Any] | list[Any]) -> None:

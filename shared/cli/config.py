@@ -13,6 +13,7 @@ from shared.cli.common import (
     ActorOpt,
     JsonOpt,
     TenantOpt,
+    add_row,
     check,
     console,
     fail,
@@ -113,7 +114,8 @@ def tenants_versions(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
         for col in ("version", "saved at", "by", "changed"):
             table.add_column(col, overflow="fold")
         for v in listed.versions:
-            table.add_row(
+            add_row(
+                table,
                 str(v.version),
                 v.updated_at.isoformat(timespec="seconds"),
                 v.updated_by,

@@ -18,6 +18,7 @@ from shared.cli.common import (
     JsonOpt,
     TenantOpt,
     YesOpt,
+    add_row,
     check,
     console,
     fail,
@@ -167,8 +168,13 @@ def tenants_list(as_json: JsonOpt = False) -> None:
     for col in ("tenant", "name", "tier", "version", "updated"):
         table.add_column(col, overflow="fold")
     for t in found:
-        table.add_row(
-            t.tenant_id, t.name, t.tier, str(t.version), t.updated_at.isoformat(timespec="seconds")
+        add_row(
+            table,
+            t.tenant_id,
+            t.name,
+            t.tier,
+            str(t.version),
+            t.updated_at.isoformat(timespec="seconds"),
         )
     console.print(table)
 
