@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: help install run demo test test-unit test-integration test-e2e lint bench recall clean \
-	k8s k8s-secrets
+	k8s k8s-secrets asyncapi
 
 help:
 	@echo "make run    - start NATS + every service on embedded defaults, seed two demo tenants, serve"
@@ -60,6 +60,12 @@ k8s: $(STAMP)
 OVERLAY ?= dev
 k8s-secrets: $(STAMP)
 	$(BIN)/python -m shared.provision deploy/k8s/overlays/$(OVERLAY)/state
+
+# AsyncAPI 3.0 document of every subject and payload (read from the services themselves).
+asyncapi: $(STAMP)
+	mkdir -p var
+	$(BIN)/python -m shared.asyncapi var/asyncapi.json
+	@echo "wrote var/asyncapi.json"
 
 clean:
 	rm -rf var .pytest_cache
