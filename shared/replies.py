@@ -62,7 +62,7 @@ def reply_allowed(reply: str, tenant_token: str | None) -> bool:
 
 def describe_reply(reply: str) -> str:
     """The attempted reply subject, for an audit row: printable and bounded."""
-    return describe_raw(reply[:MAX_REPLY_SUBJECT])
+    return describe_raw(reply, limit=MAX_REPLY_SUBJECT)
 
 
 async def refuse_reply(
@@ -81,9 +81,9 @@ async def refuse_reply(
         resource_type="reply_subject",
         details={
             "reply_subject": describe_reply(reply),
-            "subject": describe_raw(subject[:MAX_REPLY_SUBJECT]),
+            "subject": describe_raw(subject, limit=MAX_REPLY_SUBJECT),
             "allowed_prefix": (
-                describe_raw(subjects.tenant_reply_prefix(tenant_token))
+                subjects.tenant_reply_prefix(tenant_token)
                 if tenant_token and tenant_token == tenant_id
                 else subjects.PLATFORM_INBOX_ROOT + "."
             ),

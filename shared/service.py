@@ -16,10 +16,12 @@ from pydantic import ValidationError
 from shared import subjects
 from shared.audit import AuditTrail
 from shared.bus import ensure_topology
+from shared.grants import GRANTS
 from shared.logging import bound, configure_logging, get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import Envelope, ErrorCode, ErrorInfo, Reply, new_id
 from shared.natscompat import patch_pull_fetch_timeouts
+from shared.replies import publish_reply, refuse_reply, reply_allowed
 from shared.settings import TenantrySettings
 from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
 
@@ -47,7 +49,12 @@ class Service:
         patch_pull_fetch_timeouts()  # without it, pulled messages can arrive 30 s late
         self._add_health()
         await self.broker.connect()
-        await ensure_topology(self.broker.connection.jetstream())
+        grant = GRANTS.get(self.name)
+        await ensure_topology(
+            self.broker.connection.jetstream(),
+            streams=grant.streams if grant else None,
+            buckets=(*grant.buckets, *grant.reads_buckets) if grant else None,
+        )
         for hook in self.on_start:
             await hook()
         # Subscribers start last, so no message arrives before the dependencies are ready.
@@ -131,12 +138,22 @@ def rpc(
     """
 
     def decorate(fn: Callable[[Q], Awaitable[P]]) -> Callable[[Q], Awaitable[P]]:
+        # no_reply: the answer is published below, and only on a platform inbox (see
+        # shared.replies): the reply subject is the sender's choice, not a permission.
         @router.subscriber(
-            subjects.service_all(service, verb), queue=service, max_workers=max_workers
+            subjects.service_all(service, verb),
+            queue=service,
+            max_workers=max_workers,
+            no_reply=True,
         )
-        async def handler(msg: NatsMessage) -> bytes:
+        async def handler(msg: NatsMessage) -> None:
+            raw = msg.raw_message
+            if raw.reply and not reply_allowed(raw.reply, None):
+                await refuse_reply(trail, None, raw.reply, f"{service}.{verb}", raw.subject)
+                return
             reply = await _answer(msg, fn, service, verb, request_type, reply_type, trail)
-            return reply.model_dump_json().encode()
+            if raw.reply:
+                await publish_reply(raw, reply.model_dump_json().encode())
 
         return fn
 

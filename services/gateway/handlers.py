@@ -136,10 +136,12 @@ async def publish_completion(deps: Deps, raw_tenant: str, done: CompletionPublis
 
 async def handle_ingest(deps: Deps, subject: str, body: bytes) -> DocumentsIngested:
     raw_tenant = subjects.tenant_from_subject(subject, 1)
+    # The client's own id when the body has one, so even a refusal can be matched.
+    rid = intake.request_id_of(body)
     if not is_valid_tenant_id(raw_tenant):
         info = ErrorInfo(code=ErrorCode.INVALID_TENANT, message="invalid tenant id in subject")
-        await _deny(deps, UNATTRIBUTED, "", info, describe_raw(raw_tenant))
-        return error_reply(DocumentsIngested, UNATTRIBUTED, "", info)
+        await _deny(deps, UNATTRIBUTED, rid, info, describe_raw(raw_tenant))
+        return error_reply(DocumentsIngested, UNATTRIBUTED, rid, info)
     try:
         request = IngestDocuments.model_validate_json(body)
     except ValidationError as exc:
@@ -147,8 +149,8 @@ async def handle_ingest(deps: Deps, subject: str, body: bytes) -> DocumentsInges
             code=ErrorCode.MALFORMED_REQUEST,
             message=f"malformed ingest: {summarise_validation(exc)}",
         )
-        await _deny(deps, raw_tenant, "", info, raw_tenant, AuditEventType.API_CALL)
-        return error_reply(DocumentsIngested, raw_tenant, "", info)
+        await _deny(deps, raw_tenant, rid, info, raw_tenant, AuditEventType.API_CALL)
+        return error_reply(DocumentsIngested, raw_tenant, rid, info)
     if request.tenant_id != raw_tenant:
         info = ErrorInfo(code=ErrorCode.INVALID_TENANT, message="tenant_id does not match subject")
         await _deny(deps, raw_tenant, request.request_id, info, raw_tenant)
@@ -178,7 +180,7 @@ async def _deny(
 ) -> None:
     await deps.trail.record(
         tenant_id=tenant_id,
-        request_id=request_id or "unknown",
+        request_id=request_id,
         event_type=event_type,
         action="documents.ingest",
         status=AuditStatus.FAILURE,
@@ -341,8 +343,9 @@ def build_router(deps: Deps) -> NatsRouter:
         raw_tenant: str, headers: dict[str, str], body: bytes, info: ErrorInfo
     ) -> bytes:
         tid = raw_tenant if is_valid_tenant_id(raw_tenant) else UNATTRIBUTED
-        await _deny(deps, tid, "", info, describe_raw(raw_tenant), AuditEventType.API_CALL)
-        return error_reply(DocumentsIngested, tid, "", info).model_dump_json().encode()
+        rid = intake.request_id_of(body, intake.message_id_of(headers))
+        await _deny(deps, tid, rid, info, describe_raw(raw_tenant), AuditEventType.API_CALL)
+        return error_reply(DocumentsIngested, tid, rid, info).model_dump_json().encode()
 
     @tenant_door(
         router,

@@ -56,6 +56,9 @@ def parse(
             ErrorInfo(code=code, message=f"malformed request: {summarise_validation(exc)}"),
             subject_tenant,
         )
+    if "request_id" not in request.model_fields_set and fallback_id:
+        # No id of the client's own: answer under the one it does know (Nats-Msg-Id).
+        request = request.model_copy(update={"request_id": request_id})
     if request.tenant_id != subject_tenant:
         return Rejected(
             subject_tenant,

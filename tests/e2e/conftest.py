@@ -21,3 +21,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     running.start(timeout_s=120)
     yield running
     running.stop()
+    # Least privilege must not cost a single message: no service process (they connect
+    # as "tenantry-<service>") may have hit a permission nats-server refused. Tests that
+    # probe the permissions on purpose connect without that name.
+    refused = [
+        line
+        for line in (running.log_dir / "nats-server.log").read_text().splitlines()
+        if "Violation" in line and ':tenantry-' in line and '/user:svc-' in line
+    ]
+    assert not refused, "services hit NATS permission violations:\n" + "\n".join(refused[:20])
