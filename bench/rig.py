@@ -13,6 +13,7 @@ import json
 import os
 import random
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from nats.aio.msg import Msg
 
 from bench.stub import StubProcess
 from shared import natsserver, subjects
-from shared.bus import call
 from shared.launcher import Platform
 from shared.messages.completions import CreateCompletion
 from shared.messages.lifecycle import OnboardTenant
@@ -48,6 +48,25 @@ def document_text(rng: random.Random, words: int = 300) -> str:
     while sum(len(s.split()) for s in sentences) < words:
         sentences.append(" ".join(word(rng) for _ in range(rng.randint(6, 14))).capitalize() + ".")
     return " ".join(sentences)
+
+
+async def tenant_request(
+    nc: NatsClient,
+    tenant_id: str,
+    subject: str,
+    body: bytes,
+    timeout: float,
+    headers: dict[str, str] | None = None,
+) -> Msg:
+    """Ops speaking for a tenant on its subjects. The gateway answers a tenant subject
+    only in that tenant's own inbox (shared.replies), which ops may read."""
+    inbox = f"{subjects.tenant_inbox_prefix(tenant_id)}.{uuid.uuid4().hex}"
+    sub = await nc.subscribe(inbox, max_msgs=1)
+    try:
+        await nc.publish(subject, body, reply=inbox, headers=headers)
+        return await sub.next_msg(timeout=timeout)
+    finally:
+        await sub.unsubscribe()
 
 
 @dataclass
@@ -77,11 +96,16 @@ class Rig:
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.pending[req.request_id] = done
         try:
-            await self.nc.jetstream().publish(
+            ack = await tenant_request(
+                self.nc,
+                tenant.tenant_id,
                 subjects.request(tenant.tenant_id),
                 req.model_dump_json().encode(),
+                30,
                 headers={"Nats-Msg-Id": req.event_id},
             )
+            if b'"error"' in ack.data:
+                raise RuntimeError(f"request not queued: {ack.data[:200]!r}")
             return await done
         finally:
             self.pending.pop(req.request_id, None)
@@ -151,13 +175,14 @@ async def open_rig(
                 if result.error:
                     raise RuntimeError(f"onboarding {tid}: {result.error.message}")
                 docs = [Document(document_id=f"doc-{d}", text=t) for d, t in enumerate(texts)]
-                ingested = await call(
+                reply = await tenant_request(
                     ops.nc,
+                    tid,
                     subjects.ingest(tid),
-                    IngestDocuments(tenant_id=tid, documents=docs),
-                    DocumentsIngested,
+                    IngestDocuments(tenant_id=tid, documents=docs).model_dump_json().encode(),
                     60,
                 )
+                ingested = DocumentsIngested.model_validate_json(reply.data)
                 if ingested.error:
                     raise RuntimeError(f"ingest {tid}: {ingested.error.message}")
             return Tenant(tid, result.user, result.password, question)
