@@ -1,37 +1,42 @@
 """Prometheus metrics of one service process, with label cardinality bounded by design.
 
-FastStream's Prometheus middleware gives the per-handler series (messages received,
-processed by status, exceptions, in flight, latency histograms, published messages).
-Its handler label is the raw subject, and every Tenantry subject carries a tenant id
-(and completions a request id): unbounded. Here subjects are reduced to their pattern
-(`svc.retrieval.search.*`), so a handler label is a stage of the request path and its
-latency histogram is that stage's latency.
+Two series per handled message, from one small middleware:
+- `tenantry_handler_seconds{service,handler,outcome}`: a latency histogram per handler.
+  A handler is a stage of the request path (`svc.retrieval.search.*`, ...), so this is
+  the per-stage latency, and its `_count` the messages handled, `outcome="error"` the
+  failures.
+- `tenantry_tenant_messages_total{service,tenant,subject,outcome}`: per-tenant counts.
 
-Per-tenant counts come from one counter whose tenant label is capped: the first
-`max_tenants` ids seen get their own series, later ones count under `_other`. Spend,
-errors and findings per tenant live in ClickHouse (the dashboards read them there);
-Prometheus holds what must be seen within seconds.
+Every Tenantry subject carries a tenant id (completions also a request id), so subjects
+are reduced to their pattern before they become labels, and the tenant label is capped:
+the first `max_tenants` ids seen get their own series, later ones count as `_other`.
+Spend, errors and findings per tenant live in ClickHouse (the dashboards read them
+there); Prometheus holds what must be seen within seconds.
+
+Why not FastStream's own Prometheus middleware: measured on a 2-core machine, it added
+~150 us to every handled message (a health round trip went from ~490 to ~640 us), paid
+at each of the ~14 hops of a request; this one records two observations.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from faststream._internal.middlewares import BaseMiddleware
-from faststream.nats.prometheus.provider import (
-    BatchNatsMetricsSettingsProvider,
-    NatsMetricsSettingsProvider,
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
 )
-from faststream.prometheus import ConsumeAttrs
-from faststream.prometheus.middleware import PrometheusMiddleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from shared.tenancy import is_valid_tenant_id
 
 if TYPE_CHECKING:
     from faststream.message import StreamMessage
-    from faststream.response import PublishCommand
 
     from shared.service import Service
 
@@ -88,33 +93,8 @@ class TenantLabels:
         return OTHER
 
 
-class _Provider(NatsMetricsSettingsProvider):
-    def get_consume_attrs_from_message(self, msg: StreamMessage[Any]) -> ConsumeAttrs:
-        attrs = super().get_consume_attrs_from_message(msg)
-        attrs["destination_name"] = subject_pattern(attrs["destination_name"])
-        return attrs
-
-    def get_publish_destination_name_from_cmd(self, cmd: PublishCommand) -> str:
-        return subject_pattern(super().get_publish_destination_name_from_cmd(cmd))
-
-
-class _BatchProvider(BatchNatsMetricsSettingsProvider):
-    def get_consume_attrs_from_message(self, msg: StreamMessage[Any]) -> ConsumeAttrs:
-        attrs = super().get_consume_attrs_from_message(msg)
-        attrs["destination_name"] = subject_pattern(attrs["destination_name"])
-        return attrs
-
-    def get_publish_destination_name_from_cmd(self, cmd: PublishCommand) -> str:
-        return subject_pattern(super().get_publish_destination_name_from_cmd(cmd))
-
-
-def _provider(msg: object) -> _Provider | _BatchProvider | None:
-    if isinstance(msg, list | tuple):
-        return _BatchProvider()
-    # KV and object-store watches hand over other types: not counted.
-    from nats.aio.msg import Msg
-
-    return _Provider() if msg is None or isinstance(msg, Msg) else None
+# Seconds; from a cached health answer (~0.1 ms) to a model call (tens of seconds).
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
 class ServiceMetrics:
@@ -124,43 +104,52 @@ class ServiceMetrics:
         self.service = service
         self.registry = CollectorRegistry()
         self.tenant_labels = TenantLabels(max_tenants)
+        self.handler_seconds = Histogram(
+            "tenantry_handler_seconds",
+            "Time to handle one message, per handler (subject pattern) and outcome.",
+            ["service", "handler", "outcome"],
+            registry=self.registry,
+            buckets=BUCKETS,
+        )
         self.tenant_messages = Counter(
             "tenantry_tenant_messages",
             "Messages handled per tenant, subject pattern and outcome (tenant label capped).",
             ["service", "tenant", "subject", "outcome"],
             registry=self.registry,
         )
-        self.middleware: PrometheusMiddleware[Any, Any] = PrometheusMiddleware(
-            settings_provider_factory=_provider,
-            registry=self.registry,
-            app_name=service,
-            metrics_prefix="tenantry",
-        )
 
-    def tenant_middleware(self) -> type[BaseMiddleware[Any, Any]]:
+    def observe(self, subject: str, seconds: float, ok: bool) -> None:
+        outcome = "ok" if ok else "error"
+        pattern = subject_pattern(subject)
+        self.handler_seconds.labels(self.service, pattern, outcome).observe(seconds)
+        tenant = subject_tenant(subject)
+        if tenant is not None:
+            label = self.tenant_labels(tenant)
+            self.tenant_messages.labels(self.service, label, pattern, outcome).inc()
+
+    def middleware(self) -> type[BaseMiddleware[Any, Any]]:
         metrics = self
 
-        class TenantCounts(BaseMiddleware[Any, Any]):
+        class HandlerMetrics(BaseMiddleware[Any, Any]):
             async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
-                subject = getattr(msg.raw_message, "subject", "")
-                tenant = subject_tenant(subject) if isinstance(subject, str) else None
-                if tenant is None:
-                    return await call_next(msg)
-                labels = (metrics.service, metrics.tenant_labels(tenant), subject_pattern(subject))
+                raw = msg.raw_message
+                # A batch (audit's pull consumer) is one handling of many messages.
+                first = raw[0] if isinstance(raw, list | tuple) and raw else raw
+                subject = getattr(first, "subject", "")
+                start = time.perf_counter()
                 try:
                     result = await call_next(msg)
                 except Exception:
-                    metrics.tenant_messages.labels(*labels, "error").inc()
+                    metrics.observe(subject, time.perf_counter() - start, ok=False)
                     raise
-                metrics.tenant_messages.labels(*labels, "ok").inc()
+                metrics.observe(subject, time.perf_counter() - start, ok=True)
                 return result
 
-        return TenantCounts
+        return HandlerMetrics
 
     def instrument(self, service: Service) -> None:
-        # Outermost, so the latency histogram covers the other middlewares too.
-        service.broker.insert_middleware(self.tenant_middleware())
-        service.broker.insert_middleware(self.middleware)
+        # Outermost, so the time covers the other middlewares too.
+        service.broker.insert_middleware(self.middleware())
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

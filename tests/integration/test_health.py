@@ -69,8 +69,8 @@ async def test_ready_only_once_started_and_connected(
         status, body = await get(server.port, "/metrics")
         assert status == 200 and isinstance(body, bytes)
         assert (
-            b'tenantry_received_messages_total{app_name="promptconfig",broker="nats",'
-            b'handler="svc.promptconfig.health"} 1.0' in body
+            b'tenantry_handler_seconds_count{handler="svc.promptconfig.health",'
+            b'outcome="ok",service="promptconfig"} 1.0' in body
         ), body.decode()[:2000]
 
         # Draining: no new traffic, still alive.
@@ -156,3 +156,16 @@ def test_tenant_label_is_capped() -> None:
     labels = TenantLabels(limit=3)
     assert [labels(f"t{i}") for i in range(5)] == ["t0", "t1", "t2", "_other", "_other"]
     assert labels("t1") == "t1"
+
+
+def test_observations_become_bounded_series() -> None:
+    metrics = ServiceMetrics("retrieval", max_tenants=1)
+    metrics.observe("svc.retrieval.search.acme", 0.003, ok=True)
+    metrics.observe("svc.retrieval.search.globex", 0.2, ok=False)
+    text = metrics.exposition()[0].decode()
+    assert (
+        'tenantry_handler_seconds_count{handler="svc.retrieval.search.*",outcome="ok",'
+        'service="retrieval"} 1.0' in text
+    )
+    assert 'outcome="error"' in text and "globex" not in text
+    assert 'tenant="acme"' in text and 'tenant="_other"' in text
