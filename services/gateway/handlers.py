@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import nats.errors
 from faststream.middlewares import AckPolicy
 from faststream.nats import NatsBroker, NatsMessage, NatsRouter, PullSub
 from pydantic import ValidationError
 
-from services.gateway import intake, pipeline
+from services.gateway import durable, intake, pipeline
 from services.gateway.ports import Ports
 from services.gateway.refusals import RecentRefusals
 from services.gateway.settings import GatewaySettings
@@ -32,7 +30,7 @@ from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.completions import CompletionPublished
 from shared.messages.retrieval import DocumentsIngested, IngestDocuments
 from shared.messages.tenants import ResolveTenant
-from shared.replies import tenant_door
+from shared.replies import Handler, Refusal, tenant_door
 from shared.service import error_reply, summarise_validation
 from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
 
@@ -224,37 +222,6 @@ async def refuse_request(
     return done
 
 
-async def queue_request(deps: Deps, subject: str, headers: dict[str, str], body: bytes) -> bytes:
-    """Durable intake: store the request in the request stream and hand the client
-    JetStream's own acknowledgement (so `js.publish` works unchanged in any client).
-
-    Tenants publish on tenant.<tid>.request, a plain subject; the stream captures only
-    intake.<tid>.request, which no tenant may publish on. JetStream acknowledges a
-    captured publish to the publisher's reply subject whatever it is, so a stream on the
-    tenant's own subject would let a tenant aim the server's acks anywhere."""
-    raw_tenant = subjects.tenant_from_subject(subject, 1)
-    msg_id = headers.get("Nats-Msg-Id")
-    # Only de-duplication travels on; a client cannot set any other JetStream header
-    # (e.g. Nats-Expected-*, Nats-TTL) on the platform's stream.
-    forwarded = {"Nats-Msg-Id": msg_id[:128]} if msg_id else None
-    try:
-        ack = await deps.broker.connection.request(
-            subjects.queued_request_for_token(raw_tenant),
-            body,
-            timeout=deps.settings.intake_timeout_s,
-            headers=forwarded,
-        )
-    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
-        log.warning("intake.not_stored")
-        return _js_error(503, "the request stream did not store the request; retry")
-    return ack.data
-
-
-def _js_error(code: int, description: str) -> bytes:
-    """A reply in JetStream's error shape, which NATS clients raise as an API error."""
-    return json.dumps({"error": {"code": code, "description": description}}).encode()
-
-
 def build_router(deps: Deps) -> NatsRouter:
     router = NatsRouter()
     workers = deps.settings.workers
@@ -296,6 +263,20 @@ def build_router(deps: Deps) -> NatsRouter:
                 await deliver(failed_completion(raw_tenant, raw.data, fallback_id))
             raise
 
+    def door(
+        subject: str, action: str, max_workers: int, max_body_bytes: int, refusal: Refusal
+    ) -> Callable[[Handler], Handler]:
+        return tenant_door(
+            router,
+            subject,
+            trail=deps.trail,
+            action=action,
+            queue=SERVICE,
+            max_workers=max_workers,
+            max_body_bytes=max_body_bytes,
+            refusal=refusal,
+        )
+
     async def refuse_as_completion(
         raw_tenant: str, headers: dict[str, str], body: bytes, info: ErrorInfo
     ) -> bytes:
@@ -310,31 +291,17 @@ def build_router(deps: Deps) -> NatsRouter:
         done = await refuse_request(deps, raw_tenant, headers, body, info)
         await publish_completion(deps, raw_tenant, done)
         status = 413 if info.code is ErrorCode.PAYLOAD_TOO_LARGE else 500
-        return _js_error(status, info.message)
+        return durable.js_error(status, info.message)
 
-    @tenant_door(
-        router,
-        subjects.ALL_REQUESTS,
-        trail=deps.trail,
-        action="completion.create",
-        queue=SERVICE,
-        max_workers=workers,
-        max_body_bytes=settings.max_request_bytes,
-        refusal=refuse_durable,
-    )
+    ask, most = "completion.create", settings.max_request_bytes
+
+    @door(subjects.ALL_REQUESTS, ask, workers, most, refuse_durable)
     async def on_durable_request(subject: str, headers: dict[str, str], body: bytes) -> bytes:
-        return await queue_request(deps, subject, headers, body)
+        return await durable.queue(
+            deps.broker.connection, settings.intake_timeout_s, subject, headers, body
+        )
 
-    @tenant_door(
-        router,
-        subjects.ALL_SYNC_REQUESTS,
-        trail=deps.trail,
-        action="completion.create",
-        queue=SERVICE,
-        max_workers=workers,
-        max_body_bytes=settings.max_request_bytes,
-        refusal=refuse_as_completion,
-    )
+    @door(subjects.ALL_SYNC_REQUESTS, ask, workers, most, refuse_as_completion)
     async def on_sync_request(subject: str, headers: dict[str, str], body: bytes) -> bytes:
         done = await handle_request(deps, subject, body)
         return done.model_dump_json().encode()
@@ -347,16 +314,9 @@ def build_router(deps: Deps) -> NatsRouter:
         await _deny(deps, tid, rid, info, describe_raw(raw_tenant), AuditEventType.API_CALL)
         return error_reply(DocumentsIngested, tid, rid, info).model_dump_json().encode()
 
-    @tenant_door(
-        router,
-        subjects.ALL_INGESTS,
-        trail=deps.trail,
-        action="documents.ingest",
-        queue=SERVICE,
-        max_workers=max(1, workers // 8),
-        max_body_bytes=settings.max_ingest_bytes,
-        refusal=refuse_ingest,
-    )
+    ingest_workers, ingest_most = max(1, workers // 8), settings.max_ingest_bytes
+
+    @door(subjects.ALL_INGESTS, "documents.ingest", ingest_workers, ingest_most, refuse_ingest)
     async def on_ingest(subject: str, headers: dict[str, str], body: bytes) -> bytes:
         result = await handle_ingest(deps, subject, body)
         return result.model_dump_json().encode()
