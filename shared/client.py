@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import Coroutine, Iterable
-from concurrent.futures import Future
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -28,6 +26,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from shared import subjects
+from shared.client_credentials import Credentials, resolve_credentials
 from shared.client_errors import (
     AuthenticationFailed,
     BudgetExceeded,
@@ -46,15 +45,9 @@ from shared.client_errors import (
     UpstreamError,
     error_from_info,
 )
-from shared.client_transport import (
-    DEFAULT_NATS_URL,
-    Connection,
-    Credentials,
-    RetryPolicy,
-    js_publish_error,
-    resolve_credentials,
-    with_retries,
-)
+from shared.client_retry import RetryPolicy, with_retries
+from shared.client_sync import Tenantry
+from shared.client_transport import DEFAULT_NATS_URL, Connection, js_publish_error
 from shared.messages.base import Reply
 from shared.messages.completions import ClientInfo, CompletionPublished, CreateCompletion
 from shared.messages.retrieval import Document, DocumentsIngested, IngestDocuments
@@ -287,69 +280,3 @@ class TenantClient(AsyncTenantry):
     instead of raising (transport failures still raise typed errors)."""
 
     raise_on_error = False
-
-
-class Tenantry:
-    """Synchronous client: the same API as AsyncTenantry, for code without an event loop.
-
-    It runs its own event loop on a daemon thread; every method blocks until done.
-    Use it as a context manager, or call close().
-    """
-
-    def __init__(self, tenant_id: str | None = None, nats_url: str | None = None, **kw: Any):
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="tenantry-client", daemon=True
-        )
-        self._thread.start()
-        try:
-            # Built on the loop's thread: its asyncio objects belong to that loop.
-            self._client: AsyncTenantry = self._call(_build(tenant_id, nats_url, kw))
-        except BaseException:
-            self._stop()
-            raise
-        self.tenant_id = self._client.tenant_id
-
-    def _call(self, work: Coroutine[Any, Any, T]) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(work, self._loop)
-        return future.result()
-
-    def connect(self) -> Tenantry:
-        self._call(self._client.connect())
-        return self
-
-    def ask(self, question: str, **kw: Any) -> CompletionPublished:
-        return self._call(self._client.ask(question, **kw))
-
-    def ask_sync(self, question: str, **fields: Any) -> CompletionPublished:
-        return self._call(self._client.ask_sync(question, **fields))
-
-    def ingest(self, documents: Iterable[Document]) -> DocumentsIngested:
-        return self._call(self._client.ingest(list(documents)))
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            try:
-                self._call(self._client.close())
-            finally:
-                self._stop()
-
-    def _stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
-        self._loop.close()
-
-    def __enter__(self) -> Tenantry:
-        return self.connect()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-async def _build(tenant_id: str | None, nats_url: str | None, kw: dict[str, Any]) -> AsyncTenantry:
-    return AsyncTenantry(tenant_id, nats_url, **kw)

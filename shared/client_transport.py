@@ -1,5 +1,5 @@
-"""The client's NATS plumbing: credentials, a quiet connection that fails fast, requests
-that turn every transport failure into a typed error, and bounded retries.
+"""The client's NATS plumbing: a quiet connection that fails fast, and requests that turn
+every transport failure into a typed error.
 
 Only nats-py, pydantic and the standard library: the client installs without the
 platform's packages (FastStream, Qdrant, chDB, numpy, anthropic).
@@ -8,31 +8,24 @@ platform's packages (FastStream, Qdrant, chDB, numpy, anthropic).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import random
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NatsClient
 
+from shared.client_credentials import Credentials, redact_url, server_list
 from shared.client_errors import (
     AuthenticationFailed,
     ConnectionFailed,
     Forbidden,
-    RateLimited,
     RequestTimeout,
     TenantryError,
     Unavailable,
-    error_from_info,
 )
 from shared.messages.base import Reply
 
@@ -42,84 +35,6 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 log = logging.getLogger("tenantry.client")
 
 _DENIED = re.compile(r"permissions violation for (publish|subscription) to \"?([^\"' ]+)", re.I)
-
-
-def redact_url(url: str) -> str:
-    """The URL without any password in it (user names stay: they help diagnose)."""
-    try:
-        parts = urlsplit(url.strip())
-    except ValueError:
-        return "<unparseable URL>"
-    if parts.password is None:
-        return url.strip()
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def server_list(nats_url: str) -> list[str]:
-    return [u.strip() for u in nats_url.split(",") if u.strip()]
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How to log in to NATS. `creds_file` is a NATS JWT .creds file (needs `nkeys`)."""
-
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    creds_file: Path | None = None
-    # From a Tenantry credentials file: the tenant and URL it was issued for.
-    tenant_id: str | None = None
-    nats_url: str | None = None
-
-
-def load_credentials_file(path: Path) -> Credentials:
-    """A Tenantry credentials file (JSON written by `tenantry tenants create --creds-out`:
-    user, password, optionally tenant_id and nats_url) or a NATS JWT .creds file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise AuthenticationFailed(f"cannot read credentials file {path}: {exc.strerror}") from None
-    if "BEGIN NATS USER JWT" in text:
-        return Credentials(creds_file=path)
-    try:
-        data = json.loads(text)
-        user, password = data["user"], data["password"]
-    except (ValueError, KeyError, TypeError):
-        # Never echo the content: it may hold a password.
-        raise AuthenticationFailed(
-            f"{path} is neither a Tenantry credentials file (JSON with user and password) "
-            "nor a NATS .creds file"
-        ) from None
-    return Credentials(
-        user=str(user),
-        password=str(password),
-        tenant_id=data.get("tenant_id"),
-        nats_url=data.get("nats_url"),
-    )
-
-
-def resolve_credentials(
-    user: str | None = None,
-    password: str | None = None,
-    creds: str | Path | None = None,
-    environ: dict[str, str] | None = None,
-) -> Credentials:
-    """Explicit arguments first, then TENANTRY_NATS_USER/_PASSWORD, then TENANTRY_NATS_CREDS."""
-    env = os.environ if environ is None else environ
-    if creds:
-        return load_credentials_file(Path(creds))
-    if user:
-        return Credentials(user=user, password=password)
-    if env.get("TENANTRY_NATS_USER"):
-        return Credentials(
-            user=env["TENANTRY_NATS_USER"], password=env.get("TENANTRY_NATS_PASSWORD")
-        )
-    if env.get("TENANTRY_NATS_CREDS"):
-        return load_credentials_file(Path(env["TENANTRY_NATS_CREDS"]))
-    return Credentials()
 
 
 class Connection:
@@ -315,64 +230,11 @@ def _split(url: str) -> SplitResult | None:
         return None
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries with exponential backoff and full jitter. A rate-limit refusal
-    waits its `retry_after` instead, unless that is longer than `max_wait_s`."""
-
-    max_retries: int = 2
-    initial_backoff_s: float = 0.25
-    max_backoff_s: float = 4.0
-    max_wait_s: float = 10.0
-
-    def delay(self, attempt: int, error: TenantryError) -> float | None:
-        """Seconds to wait before retry number `attempt` (0-based); None: give up."""
-        if attempt >= self.max_retries or not error.retryable:
-            return None
-        if isinstance(error, RateLimited) and error.retry_after is not None:
-            return error.retry_after if error.retry_after <= self.max_wait_s else None
-        ceiling = min(self.max_backoff_s, self.initial_backoff_s * 2**attempt)
-        return random.uniform(ceiling / 2, ceiling)  # jitter, not a secret
-
-
-NO_RETRIES = RetryPolicy(max_retries=0)
-
-
-async def with_retries(
-    attempt: Callable[[], Awaitable[R]], policy: RetryPolicy, *, idempotent: bool
-) -> R:
-    """Run `attempt` until it gives a reply that is not a retryable refusal, or the
-    policy gives up: then the last reply is returned (or the last transport error
-    raised). A timeout is retried only when the call is idempotent: the first attempt
-    may still be running and would be done twice."""
-    tries = 0
-    while True:
-        try:
-            reply = await attempt()
-        except TenantryError as exc:
-            wait = None
-            if idempotent or not isinstance(exc, RequestTimeout):
-                wait = policy.delay(tries, exc)
-            if wait is None:
-                raise
-            reason = f"{exc.code}: {exc.message}"
-        else:
-            if reply.error is None or not reply.error.retryable:
-                return reply
-            wait = policy.delay(tries, error_from_info(reply.error))
-            if wait is None:
-                return reply
-            reason = f"{reply.error.code}: {reply.error.message}"
-        log.debug("retrying in %.2fs after %s", wait, reason)
-        tries += 1
-        await asyncio.sleep(wait)
-
-
 def js_publish_error(exc: Exception, what: str) -> TenantryError:
     """A failed JetStream publish as a typed error."""
     if isinstance(exc, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
         return Unavailable(
-            f"{what} is not set up on this NATS server (no stream answered): "
+            f"nothing accepted the request on {what} (no gateway or stream answered): "
             "is the platform running?",
             retryable=True,
         )

@@ -15,11 +15,12 @@ from types import TracebackType
 from typing import TypeVar
 
 from nats.aio.client import Client as NatsClient
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared import subjects
+from shared.client_credentials import Credentials, resolve_credentials
 from shared.client_errors import InternalError, TenantryError, Unavailable, error_from_info
-from shared.client_transport import Connection, Credentials, resolve_credentials
+from shared.client_transport import Connection
 from shared.messages.access import (
     CredentialsIssued,
     CredentialsRevoked,
@@ -38,7 +39,6 @@ from shared.messages.audit import (
     UsageReport,
     VerifyAudit,
 )
-from shared.messages.base import ErrorInfo, new_id
 from shared.messages.lifecycle import (
     DeletionReceipt,
     OffboardTenant,
@@ -62,42 +62,9 @@ from shared.messages.tenants import (
     TenantUpserted,
     UpsertTenant,
 )
+from shared.tenant_directory import ListTenants, TenantsListed, TenantSummary, directory_subject
 
 R = TypeVar("R", bound=BaseModel)
-
-
-# `tenants list`: the registry is promptconfig's, and no tenant-scoped verb can list
-# every tenant, so this is a platform-scoped request on svc.promptconfig.list (ops may
-# publish on svc.>). Proposed to move into shared/subjects.py and
-# shared/messages/tenants.py, whose owners have the handler to add (see the CLI README).
-def tenant_directory_subject() -> str:
-    return f"svc.{subjects.token('promptconfig')}.{subjects.token('list')}"
-
-
-class ListTenants(BaseModel):
-    """Every registered tenant, in id order, `limit` at a time after `after`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    request_id: str = Field(default_factory=new_id, description="Correlation id.")
-    after: str = Field(default="", max_length=48, description="Continue after this tenant id.")
-    limit: int = Field(default=500, ge=1, le=5_000, description="Page size.")
-
-
-class TenantSummary(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    tenant_id: str = Field(description="The tenant's id.")
-    name: str = Field(description="Display name.")
-    tier: str = Field(description="Commercial tier.")
-    version: int = Field(description="Current configuration version.")
-    updated_at: datetime = Field(description="When the current version was saved.")
-
-
-class TenantsListed(BaseModel):
-    tenants: list[TenantSummary] = Field(default_factory=list, description="In id order.")
-    more: bool = Field(default=False, description="More tenants after the last one.")
-    error: ErrorInfo | None = Field(default=None, description="Set when refused.")
 
 
 class OpsClient:
@@ -180,7 +147,7 @@ class OpsClient:
         while True:
             try:
                 data = await self._connection.request(
-                    tenant_directory_subject(),
+                    directory_subject(),
                     request.model_dump_json().encode(),
                     self._timeout,
                     "the promptconfig service",

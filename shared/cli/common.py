@@ -25,13 +25,14 @@ from rich.table import Table
 from rich.text import Text
 
 from shared.client import AsyncTenantry
+from shared.client_credentials import Credentials, load_credentials_file
 from shared.client_errors import (
     AUTHENTICATION_FAILED,
     CONNECTION_FAILED,
     TenantryError,
     error_from_info,
 )
-from shared.client_transport import DEFAULT_NATS_URL, Credentials, load_credentials_file
+from shared.client_transport import DEFAULT_NATS_URL
 from shared.messages.base import ErrorInfo, Reply
 from shared.ops import OpsClient
 from shared.tenancy import InvalidTenantId, validate_tenant_id

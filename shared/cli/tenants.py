@@ -31,7 +31,7 @@ from shared.cli.common import (
 from shared.messages.access import CredentialsIssued
 from shared.messages.lifecycle import OnboardingResult, OnboardTenant
 from shared.messages.tenants import Tier
-from shared.ops import TenantSummary
+from shared.tenant_directory import TenantSummary
 
 tenants = typer.Typer(
     help="Onboard, show, configure and offboard tenants.",

@@ -3,6 +3,7 @@ and every `tenantry …` example in the README names options that exist."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import shlex
 from pathlib import Path
@@ -95,7 +96,14 @@ def invocations() -> list[list[str]]:
                 found.append(shlex.split(line)[1:])
     for span in re.findall(r"`tenantry ([^`]+)`", README):
         found.append(span.replace("\n", " ").split())
-    return found
+    # `finetune create|list|show` names several commands: check each one.
+    return [
+        list(words) for example in found for words in itertools.product(*_alternatives(example))
+    ]
+
+
+def _alternatives(words: list[str]) -> list[list[str]]:
+    return [w.split("|") if "|" in w and not w.startswith("-") else [w] for w in words]
 
 
 def problems_in(words: list[str]) -> list[str]:
@@ -132,6 +140,10 @@ def test_the_checker_catches_wrong_examples() -> None:
     assert problems_in(["audit", "export", "--tenant", "x", "--begin", "1"]) != []
     assert problems_in(["tenants", "purge", "-t", "x"]) != []
     assert problems_in(["--colour", "tenants", "list"]) != []
+    assert [list(w) for w in itertools.product(*_alternatives(["a", "b|c", "--x"]))] == [
+        ["a", "b", "--x"],
+        ["a", "c", "--x"],
+    ]
 
 
 def test_every_example_uses_real_commands_and_options() -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.client_credentials import load_credentials_file, redact_url, resolve_credentials
 from shared.client_errors import (
     BudgetExceeded,
     Forbidden,
@@ -19,13 +20,7 @@ from shared.client_errors import (
     Unavailable,
     error_from_info,
 )
-from shared.client_transport import (
-    RetryPolicy,
-    load_credentials_file,
-    redact_url,
-    resolve_credentials,
-    with_retries,
-)
+from shared.client_retry import RetryPolicy, with_retries
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.completions import CompletionPublished
 
