@@ -723,6 +723,16 @@ def overlay(env: str) -> dict[str, str]:
         ],
         "secretGenerator": secret_generator(),
     }
+    if env == "production":
+        # Tenants' backends connect from outside the cluster (each with its own NATS user).
+        kustomization["patches"] = [
+            {
+                "target": {"kind": "Service", "name": "nats"},
+                "patch": yaml.safe_dump(
+                    [{"op": "add", "path": "/spec/type", "value": "LoadBalancer"}]
+                ),
+            }
+        ]
     if env == "dev":
         # One copy of everything, smaller volumes: a laptop cluster (kind, k3d, minikube).
         kustomization["images"] = [

@@ -220,6 +220,10 @@ def test_overlays_render_with_kustomize_and_validate(overlay: str, tmp_path: Pat
             assert image.startswith("registry.example.com/tenantry"), image
         else:
             assert deployment["spec"]["replicas"] == 1
+    (nats,) = [d for d in rendered if d["kind"] == "Service" and d["metadata"]["name"] == "nats"]
+    assert nats["spec"].get("type", "ClusterIP") == (
+        "LoadBalancer" if overlay == "production" else "ClusterIP"
+    )
     hpas = [d for d in rendered if d["kind"] == "HorizontalPodAutoscaler"]
     assert len(hpas) == len(deployments) - 1  # all but audit
     for hpa in hpas:
