@@ -239,3 +239,29 @@ def test_grafana_is_provisioned_with_both_datasources_the_dashboard_uses() -> No
     dashboard = json.loads((grafana / "dashboards" / "tenantry-ops.json").read_text())
     used = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
     assert used == set(uids)
+
+
+def test_the_build_context_sends_what_the_dockerfile_copies() -> None:
+    import fnmatch
+
+    ignore = (compose.ROOT / "deploy" / "Dockerfile.dockerignore").read_text().splitlines()
+    rules = [r.strip() for r in ignore if r.strip() and not r.startswith("#")]
+
+    def sent(path: str) -> bool:
+        keep = True
+        for rule in rules:
+            negate = rule.startswith("!")
+            pattern = rule.lstrip("!")
+            hit = fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path, pattern.rstrip("/*"))
+            if hit:
+                keep = negate
+        return keep
+
+    dockerfile = (compose.ROOT / "deploy" / "Dockerfile").read_text()
+    for line in dockerfile.splitlines():
+        if line.startswith("COPY "):
+            for source in line.split()[1:-1]:
+                assert sent(source) or sent(source + "/x.py"), source
+    assert sent("services/gateway/app.py") and sent("deploy/clickhouse/001_database.sql")
+    assert not sent(".venv/bin/python") and not sent("var/secrets/platform.json")
+    assert not sent("shared/__pycache__/x.pyc")
