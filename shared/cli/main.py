@@ -129,7 +129,25 @@ def global_options(
 
 def main() -> None:
     try:
-        app()
+        # standalone_mode=False: usage errors come back here, to be one line like every
+        # other failure (Typer would draw a box around them).
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        common.err_console.print("aborted")
+        sys.exit(1)
+    except typer.TyperException as exc:  # usage errors: bad or missing options
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            # `tenantry` or `tenantry tenants` alone: the help is the answer.
+            help_text = ctx.get_help()  # Typer's rich help prints itself, returning ""
+            if help_text:
+                typer.echo(help_text)
+            sys.exit(0)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        common.err_console.print(f"error: {message}", markup=False)
+        if ctx is not None:
+            common.err_console.print(f"see `{ctx.command_path} --help`", markup=False)
+        sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         common.err_console.print("interrupted")
         sys.exit(130)
@@ -142,6 +160,7 @@ def main() -> None:
             markup=False,
         )
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

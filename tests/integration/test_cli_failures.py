@@ -243,3 +243,24 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert done.returncode == 1 and done.stdout == ""
     assert "Traceback" in done.stderr
     assert "\nerror: cannot reach NATS at" in done.stderr
+
+
+def test_usage_errors_are_one_line_too(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    outcomes = run_all(
+        {
+            "missing option": ["tenants", "show"],
+            "unknown option": ["tenants", "show", "-t", TENANT, "--bogus"],
+            "unknown command": ["tenants", "purge"],
+        },
+        env,
+        tmp_path,
+    )
+    for o in outcomes.values():
+        lines = o.stderr.strip().splitlines()
+        assert o.code == 2 and o.stdout == "", o
+        assert len(lines) == 2 and lines[0].startswith("error: ") and "--help" in lines[1], o
+    assert "'--tenant' / '-t'" in outcomes["missing option"].stderr
+    # Alone, a group prints its help (a request, not an error).
+    alone = run_all({"alone": ["tenants"]}, env, tmp_path)["alone"]
+    assert alone.code == 0 and "rotate-credentials" in alone.stdout and alone.stderr == ""
