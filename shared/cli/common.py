@@ -134,7 +134,8 @@ def run(work: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(work)
     except TenantryError as exc:
-        fail(exc.message, hint=_hint(exc))
+        # A platform refusal names its code too: scripts match on it, people search it.
+        fail(f"{exc.message} [{exc.code}]" if exc.info else exc.message, hint=_hint(exc))
     except InvalidTenantId as exc:
         fail(str(exc))
     except ValidationError as exc:

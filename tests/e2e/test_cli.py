@@ -125,3 +125,4 @@ def test_a_tenant_from_onboarding_to_offboarding(platform: Platform, tmp_path: P
     missing = cli(platform, "tenants", "show", "-t", tid)
     assert missing.returncode == 1 and missing.stdout == ""
     assert missing.stderr.startswith("error: ") and len(missing.stderr.splitlines()) == 1
+    assert missing.stderr.rstrip().endswith("[unknown_tenant]")  # the platform's code
