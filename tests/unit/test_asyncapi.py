@@ -140,3 +140,19 @@ def test_the_command_writes_the_document(tmp_path: Path, monkeypatch: pytest.Mon
     assert asyncapi.main([str(out)]) == 0
     written = json.loads(out.read_text())
     assert written["asyncapi"] == "3.0.0" and len(written["channels"]) > 50
+
+
+SPEC = Path(__file__).resolve().parents[1] / "data" / "asyncapi" / "asyncapi-3.0.0.schema.json"
+
+
+def test_valid_by_the_asyncapi_3_schema(doc: dict[str, Any]) -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(json.loads(SPEC.read_text()))
+    errors = [f"{list(e.path)}: {e.message[:200]}" for e in validator.iter_errors(doc)]
+    assert not errors, "\n".join(errors[:10])
+    # The check can fail: an operation with an unknown action, a channel with a typo.
+    broken = json.loads(json.dumps(doc))
+    broken["operations"]["llm.invoke"]["action"] = "call"
+    broken["channels"]["svc-llm-invoke"]["adress"] = "x"
+    assert len(list(validator.iter_errors(broken))) >= 2
