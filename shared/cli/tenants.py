@@ -164,7 +164,7 @@ def tenants_list(as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([t.model_dump(mode="json") for t in found])
         return
-    table = Table(title=f"{len(found)} tenants")
+    table = Table(title=f"{len(found)} tenant{'' if len(found) == 1 else 's'}")
     for col in ("tenant", "name", "tier", "version", "updated"):
         table.add_column(col, overflow="fold")
     for t in found:
