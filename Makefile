@@ -60,6 +60,9 @@ k8s: $(STAMP)
 OVERLAY ?= dev
 k8s-secrets: $(STAMP)
 	$(BIN)/python -m shared.provision deploy/k8s/overlays/$(OVERLAY)/state
+	install -d -m 700 deploy/k8s/monitoring/state
+	install -m 600 deploy/k8s/overlays/$(OVERLAY)/state/secrets/grafana/clickhouse-password \
+		deploy/k8s/monitoring/state/clickhouse-password
 
 # AsyncAPI 3.0 document of every subject and payload (read from the services themselves).
 asyncapi: $(STAMP)

@@ -230,3 +230,37 @@ def test_overlays_render_with_kustomize_and_validate(overlay: str, tmp_path: Pat
         shape = GEN.SHAPES.get(hpa["metadata"]["name"], GEN.DEFAULT_SHAPE)
         wanted = 1 if overlay == "dev" else shape.min_replicas
         assert hpa["spec"]["minReplicas"] == wanted, hpa["metadata"]["name"]
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) not installed")
+def test_monitoring_renders_the_same_dashboards_grafana_gets_in_compose(tmp_path: Path) -> None:
+    copy = tmp_path / "k8s"
+    shutil.copytree(K8S, copy, ignore=shutil.ignore_patterns("state"))
+    (copy / "monitoring" / "state").mkdir()
+    (copy / "monitoring" / "state" / "clickhouse-password").write_text("x" * 32)
+    assert KUBECTL is not None
+    done = subprocess.run(
+        [KUBECTL, "kustomize", str(copy / "monitoring")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rendered = {d["metadata"]["name"]: d for d in yaml.safe_load_all(done.stdout) if d}
+    for doc in rendered.values():
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        assert doc["metadata"]["namespace"] == "monitoring"
+    grafana = K8S.parent / "grafana"
+    dashboards = rendered["tenantry-grafana-dashboards"]
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert (
+        dashboards["data"]["tenantry-ops.json"]
+        == (grafana / "dashboards" / "tenantry-ops.json").read_text()
+    )
+    sources = yaml.safe_load(rendered["tenantry-grafana-datasources"]["data"]["tenantry.yaml"])
+    (clickhouse,) = [s for s in sources["datasources"] if s["uid"] == "tenantry-clickhouse"]
+    assert clickhouse["jsonData"]["host"] == "clickhouse.tenantry.svc"
+    assert clickhouse["secureJsonData"]["password"].startswith("$__file{/run/secrets/grafana/")
+    (secret,) = [d for d in rendered.values() if d["kind"] == "Secret"]
+    assert secret["metadata"]["name"].startswith("tenantry-grafana-")  # content-hashed
