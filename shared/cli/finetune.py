@@ -16,8 +16,6 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-from shared import subjects
-from shared.bus import call
 from shared.cli.common import (
     ActorOpt,
     JsonOpt,
@@ -53,9 +51,10 @@ TIMEOUT_S = 60.0  # a create scans the whole file for leakage before it answers
 
 
 async def _ask(verb: str, message: BaseModel, reply_type: type[R]) -> R:
+    # OpsClient's generic call: its errors (no responders, timeouts) read like every
+    # other command's, and it needs only the client packages (no shared.bus).
     async with ops_client(TIMEOUT_S) as ops:
-        subject = subjects.service("finetune", verb, str(getattr(message, "tenant_id")))  # noqa: B009
-        return check(await call(ops.nc, subject, message, reply_type, TIMEOUT_S))
+        return check(await ops.call("finetune", verb, message, reply_type, TIMEOUT_S))
 
 
 @finetune.command("create")
@@ -66,7 +65,9 @@ def create(
         Path,
         typer.Option("--data", exists=True, dir_okay=False, help='JSONL: {"prompt","completion"}.'),
     ],
-    epochs: Annotated[int, typer.Option("--epochs", min=1, max=50)] = 3,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=1, max=50, help="Passes over the examples.")
+    ] = 3,
     backend: Annotated[
         str | None, typer.Option("--backend", help="offline or openai (service default).")
     ] = None,
