@@ -38,6 +38,8 @@ TENANT_VERSIONS_BUCKET = "tenantry-tenant-versions"
 METERING_BUCKET = "tenantry-metering"
 # A tenant's NATS user and bcrypt hash (never the password), key = tenant id.
 CREDENTIALS_BUCKET = "tenantry-credentials"
+# API keys of the HTTP door, key "<tid>.<key_id>" -> its SHA-256 and label (shared.apikeys).
+API_KEYS_BUCKET = "tenantry-api-keys"
 # Fine-tuning jobs and models, keys "<tid>.jobs.<job_id>", "<tid>.models.<suffix>", "<tid>.quota".
 FINETUNE_BUCKET = "tenantry-finetune"
 
@@ -99,6 +101,7 @@ BUCKETS: tuple[KeyValueConfig, ...] = (
     KeyValueConfig(bucket=TENANT_VERSIONS_BUCKET, history=1, storage=StorageType.FILE),
     KeyValueConfig(bucket=METERING_BUCKET, history=1, storage=StorageType.FILE),
     KeyValueConfig(bucket=CREDENTIALS_BUCKET, history=1, storage=StorageType.FILE),
+    KeyValueConfig(bucket=API_KEYS_BUCKET, history=1, storage=StorageType.FILE),
     KeyValueConfig(bucket=FINETUNE_BUCKET, history=1, storage=StorageType.FILE),
 )
 

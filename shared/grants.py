@@ -57,7 +57,7 @@ GRANTS: dict[str, Grant] = {
     "access": Grant(
         publishes=_AUDITS,
         streams=(subjects.EVENTS_STREAM,),
-        buckets=("tenantry-credentials",),
+        buckets=("tenantry-credentials", "tenantry-api-keys"),
     ),
     "promptconfig": Grant(
         publishes=(*_AUDITS, subjects.ALL_LIFECYCLE_EVENTS, subjects.ALL_CONFIG_EVENTS),
@@ -123,6 +123,15 @@ GRANTS: dict[str, Grant] = {
         reads_messages=(_FT_FILES,),
         watches=(_FT_FILES,),
         buckets=("tenantry-finetune",),
+    ),
+    "api": Grant(
+        # The HTTP door speaks for the tenant its API key belongs to, on that tenant's own
+        # client subject, and reads the answer in that tenant's inbox.
+        publishes=(*_AUDITS, subjects.ALL_SYNC_REQUESTS),
+        calls=_svc("promptconfig", "resolve"),  # GET /v1/models: the tenant's models
+        subscribes=(subjects.TENANT_INBOX_ROOT + ".*.>",),
+        streams=(subjects.EVENTS_STREAM,),
+        reads_buckets=("tenantry-api-keys",),
     ),
     "gateway": Grant(
         publishes=(

@@ -9,10 +9,11 @@ from services.access.adapters import (
     ServerUsers,
     UnmanagedServerUsers,
 )
+from services.access.apikeys import KeyStore
 from services.access.handlers import SERVICE, Deps, build_router
 from services.access.settings import AccessSettings
 from shared.audit import AuditTrail
-from shared.bus import CREDENTIALS_BUCKET, make_broker
+from shared.bus import API_KEYS_BUCKET, CREDENTIALS_BUCKET, make_broker
 from shared.service import Service
 
 
@@ -24,12 +25,13 @@ def bootstrap(settings: AccessSettings | None = None) -> Service:
         if settings.nats_auth_dir
         else UnmanagedServerUsers()
     )
-    deps = Deps(store=None, server=server, trail=AuditTrail(broker, SERVICE))  # type: ignore[arg-type]
+    deps = Deps(store=None, server=server, trail=AuditTrail(broker, SERVICE), keys=None)  # type: ignore[arg-type]
     service = Service(SERVICE, settings, broker)
 
     async def open_store() -> None:
-        kv = await broker.connection.jetstream().key_value(CREDENTIALS_BUCKET)
-        deps.store = CredentialStore(kv)
+        js = broker.connection.jetstream()
+        deps.store = CredentialStore(await js.key_value(CREDENTIALS_BUCKET))
+        deps.keys = KeyStore(await js.key_value(API_KEYS_BUCKET))
         # The server's users file may predate tenants onboarded since: bring it in line.
         await credentials.sync(deps.store, deps.server)
 

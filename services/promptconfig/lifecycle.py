@@ -224,6 +224,7 @@ async def offboard(
         revoked = await ports.revoke(RevokeCredentials(**ids, actor=msg.actor))
         _check("credentials", revoked.error)
         removed["credentials"] = int(revoked.existed)
+        removed["api_keys"] = revoked.api_keys
         # Fine-tuning first: its jobs stop before metering's state (which a finishing
         # job would settle into) is removed.
         for service, unit in {**OFFBOARD_ONLY, **STATEFUL}.items():

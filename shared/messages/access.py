@@ -27,3 +27,4 @@ class RevokeCredentials(Envelope):
 
 class CredentialsRevoked(Reply):
     existed: bool = Field(default=False, description="Whether there was anything to revoke.")
+    api_keys: int = Field(default=0, ge=0, description="HTTP API keys revoked with them.")

@@ -71,6 +71,9 @@ class ErrorInfo(BaseModel):
     code: ErrorCode = Field(description="Machine-readable error code.")
     message: str = Field(description="Human-readable explanation.")
     retryable: bool = Field(default=False, description="Whether retrying later may succeed.")
+    retry_after_s: int | None = Field(
+        default=None, ge=0, description="When retrying can succeed, in seconds (rate limits)."
+    )
 
 
 class Reply(Envelope):

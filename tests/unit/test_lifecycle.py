@@ -167,6 +167,7 @@ async def test_offboarding_removes_everything_and_returns_a_receipt() -> None:
     assert receipt.ok and receipt.existed
     assert receipt.removed == {
         "credentials": 1,
+        "api_keys": 0,
         "chunks": 7,
         "metering_entries": 7,
         "finetune_items": 0,  # nothing provisioned there at onboarding, nothing made since

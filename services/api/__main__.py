@@ -1,0 +1,4 @@
+from services.api.app import bootstrap
+from shared.service import run
+
+run(bootstrap())

@@ -1,0 +1,101 @@
+"""The two things the HTTP door reaches: the API keys bucket (read-only) and the
+gateway, spoken to on the tenant's own subjects and answered in its own inbox."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from shared import apikeys, subjects
+from shared.bus import ServiceCallError, call
+from shared.messages.base import ErrorCode, ErrorInfo
+from shared.messages.completions import CompletionPublished, CreateCompletion
+from shared.messages.tenants import ResolveTenant, TenantResolved
+
+
+class KeyLookup:
+    """Every request reads the key's entry afresh (a KV direct get, well under a
+    millisecond), so a revocation refuses the very next request."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    async def tenant_of(self, key: str) -> str | None:
+        located = apikeys.locate(key)
+        if located is None:
+            return None
+        tenant_id, key_id = located
+        try:
+            entry = await self._kv.get(apikeys.kv_key(tenant_id, key_id))
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        stored = apikeys.StoredKey.model_validate_json(entry.value)
+        return stored.tenant_id if apikeys.matches(key, stored) else None
+
+
+class Gateway:
+    """Requests as the tenant: on tenant.<tid>.request.sync, with the reply in
+    _TINBOX.<tid>.… (the only place the gateway answers a tenant subject). One wildcard
+    subscription collects every tenant's replies for this process."""
+
+    def __init__(self, nc: NatsClient, timeout_s: float) -> None:
+        self._nc = nc
+        self._timeout_s = timeout_s
+        self._me = f"api{secrets.token_hex(6)}"
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+
+    async def start(self) -> None:
+        await self._nc.subscribe(f"{subjects.TENANT_INBOX_ROOT}.*.{self._me}.*", cb=self._on)
+
+    async def _on(self, msg: Msg) -> None:
+        waiter = self._waiting.pop(msg.subject.rsplit(".", 1)[-1], None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(msg)
+
+    async def complete(self, request: CreateCompletion) -> CompletionPublished:
+        token = secrets.token_hex(8)
+        inbox = f"{subjects.tenant_inbox_prefix(request.tenant_id)}.{self._me}.{token}"
+        waiter: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        self._waiting[token] = waiter
+        try:
+            await self._nc.publish(
+                subjects.request_sync(request.tenant_id),
+                request.model_dump_json().encode(),
+                reply=inbox,
+            )
+            reply = await asyncio.wait_for(waiter, self._timeout_s)
+        except TimeoutError:
+            raise ServiceCallError(
+                ErrorInfo(
+                    code=ErrorCode.UNAVAILABLE,
+                    message=f"no answer from the platform within {self._timeout_s:g}s",
+                    retryable=True,
+                )
+            ) from None
+        finally:
+            self._waiting.pop(token, None)
+        if reply.headers and reply.headers.get("Status") == "503":  # no responders
+            raise ServiceCallError(
+                ErrorInfo(
+                    code=ErrorCode.UNAVAILABLE,
+                    message="the gateway is not running",
+                    retryable=True,
+                )
+            )
+        return CompletionPublished.model_validate_json(reply.data)
+
+    async def models(self, tenant_id: str) -> TenantResolved:
+        return await call(
+            self._nc,
+            subjects.service("promptconfig", "resolve", tenant_id),
+            ResolveTenant(tenant_id=tenant_id),
+            TenantResolved,
+            self._timeout_s,
+        )

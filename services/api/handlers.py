@@ -1,0 +1,195 @@
+"""api's HTTP routes: authenticate the key, translate, ask the gateway, translate back.
+
+The tenant is the key's tenant and nothing else: no body field or header names it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from services.api import formats
+from services.api.adapters import Gateway, KeyLookup
+from services.api.errors import Api, error_response, unauthenticated
+from services.api.settings import ApiSettings
+from shared.apikeys import locate
+from shared.audit import AuditTrail
+from shared.bus import ServiceCallError
+from shared.messages.audit import AuditEventType, AuditStatus
+from shared.messages.base import ErrorCode, ErrorInfo, new_id
+from shared.messages.completions import ClientInfo, CompletionPublished, CreateCompletion
+from shared.tenancy import UNATTRIBUTED
+
+SERVICE = "api"
+SSE = "text/event-stream"
+
+Render = Callable[[CompletionPublished], Response]
+# (tenant, body, client) -> the platform's request and how to render its answer
+Translate = Callable[[str, bytes, ClientInfo], tuple[CreateCompletion, Render]]
+
+
+@dataclass
+class Deps:
+    settings: ApiSettings
+    keys: KeyLookup
+    gateway: Gateway
+    trail: AuditTrail
+
+
+def presented_key(request: Request) -> str:
+    """Anthropic's SDK sends x-api-key, OpenAI's Authorization: Bearer; take either."""
+    key = request.headers.get("x-api-key", "")
+    auth = request.headers.get("authorization", "")
+    if not key and auth[:7].lower() == "bearer ":
+        key = auth[7:].strip()
+    return key
+
+
+def client_info(request: Request) -> ClientInfo:
+    return ClientInfo(
+        ip=request.client.host if request.client else None,
+        user_agent=(request.headers.get("user-agent") or "")[:400] or None,
+    )
+
+
+def build_app(deps: Deps) -> Starlette:
+    async def authenticate(request: Request, api: Api) -> str | Response:
+        key = presented_key(request)
+        tenant = await deps.keys.tenant_of(key) if key else None
+        if tenant is not None:
+            return tenant
+        claimed = locate(key)
+        await deps.trail.record(
+            tenant_id=claimed[0] if claimed else UNATTRIBUTED,
+            request_id=new_id(),
+            event_type=AuditEventType.ACCESS_DENIED,
+            action=f"http.{request.url.path}",
+            status=AuditStatus.FAILURE,
+            error="missing or invalid API key" if key else "no API key",
+            resource_type="api_key",
+            resource_id=claimed[1] if claimed else "",  # the key id, never the key
+            client_ip=request.client.host if request.client else None,
+        )
+        return unauthenticated(api)
+
+    async def read_body(request: Request, api: Api) -> bytes | Response:
+        limit = deps.settings.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return _too_large(limit, api)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return _too_large(limit, api)
+        return body
+
+    async def complete(request: Request, api: Api, translate: Translate) -> Response:
+        tenant = await authenticate(request, api)
+        if isinstance(tenant, Response):
+            return tenant
+        body = await read_body(request, api)
+        if isinstance(body, Response):
+            return body
+        try:
+            create, render = translate(tenant, body, client_info(request))
+        except formats.BadRequest as bad:
+            info = ErrorInfo(code=ErrorCode.MALFORMED_REQUEST, message=str(bad))
+            return error_response(info, api)
+        try:
+            done = await deps.gateway.complete(create)
+        except ServiceCallError as failed:
+            return error_response(failed.info, api)
+        if done.error is not None:
+            return error_response(done.error, api)
+        return render(done)
+
+    def anthropic(tenant: str, body: bytes, client: ClientInfo) -> tuple[CreateCompletion, Render]:
+        req = formats.anthropic_request(body)
+        create = formats.anthropic_to_platform(tenant, req, client)
+
+        def render(done: CompletionPublished) -> Response:
+            if req.stream:
+                events = formats.anthropic_stream(done, req.max_tokens)
+                return StreamingResponse(events, 200, media_type=SSE)
+            return JSONResponse(formats.anthropic_message(done, req.max_tokens))
+
+        return create, render
+
+    def openai(tenant: str, body: bytes, client: ClientInfo) -> tuple[CreateCompletion, Render]:
+        req = formats.openai_request(body)
+        create = formats.openai_to_platform(tenant, req, client)
+        cap = req.max_completion_tokens or req.max_tokens
+
+        def render(done: CompletionPublished) -> Response:
+            if req.stream:
+                usage = bool((req.stream_options or {}).get("include_usage"))
+                events = formats.openai_stream(done, cap, usage)
+                return StreamingResponse(events, 200, media_type=SSE)
+            return JSONResponse(formats.openai_completion(done, cap))
+
+        return create, render
+
+    async def messages(request: Request) -> Response:
+        return await complete(request, "anthropic", anthropic)
+
+    async def chat_completions(request: Request) -> Response:
+        return await complete(request, "openai", openai)
+
+    async def models(request: Request) -> Response:
+        api: Api = "anthropic" if "anthropic-version" in request.headers else "openai"
+        tenant = await authenticate(request, api)
+        if isinstance(tenant, Response):
+            return tenant
+        try:
+            resolved = await deps.gateway.models(tenant)
+        except ServiceCallError as failed:
+            return error_response(failed.info, api)
+        if resolved.config is None:
+            info = resolved.error or ErrorInfo(code=ErrorCode.UNKNOWN_TENANT, message="unknown")
+            return error_response(info, api)
+        return JSONResponse(model_list(tenant, resolved.config.allowed_models))
+
+    return Starlette(
+        routes=[
+            Route("/v1/messages", messages, methods=["POST"]),
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+        ]
+    )
+
+
+def model_list(tenant: str, allowed: list[str]) -> dict[str, object]:
+    """One body both SDKs parse: OpenAI reads object/data[].id, Anthropic
+    data[].id/type/display_name and the paging fields."""
+    now = datetime.now(UTC)
+    data = [
+        {
+            "id": m,
+            "object": "model",
+            "created": int(now.timestamp()),
+            "owned_by": tenant if m.startswith("ft:") else "tenantry",
+            "type": "model",
+            "display_name": m,
+            "created_at": now.isoformat(),
+        }
+        for m in allowed
+    ]
+    return {
+        "object": "list",
+        "data": data,
+        "has_more": False,
+        "first_id": allowed[0] if allowed else None,
+        "last_id": allowed[-1] if allowed else None,
+    }
+
+
+def _too_large(limit: int, api: Api) -> Response:
+    info = ErrorInfo(code=ErrorCode.PAYLOAD_TOO_LARGE, message=f"body over {limit} bytes")
+    return error_response(info, api)
+
