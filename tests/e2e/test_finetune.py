@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.finetune import samples
+from services.promptconfig.registry import profile_of
 from shared import subjects
 from shared.bus import call
 from shared.client import TenantClient
@@ -72,12 +73,18 @@ async def test_a_tenant_trains_a_model_and_asks_it_through_the_gateway(
             await asyncio.sleep(0.2)
         assert shown.job.state is JobState.SUCCEEDED, shown.job.error
         model_id = shown.job.model_id
+        # The tenant's config allows it; ops make it the default (a new config version).
+        config = (await ops.get_tenant(tid)).config
+        assert config is not None and model_id in config.allowed_models
+        profile = profile_of(config).model_copy(update={"default_model": model_id})
+        saved = await ops.save_tenant(tid, profile)
+        assert saved.ok and saved.config and saved.config.version == config.version + 1
 
     client = TenantClient(tid, platform.nats_url, user=onboarded.user, password=onboarded.password)
     await client.connect()
     try:
         prompt = samples.examples(1, seed=4242)[0].prompt
-        answered = await client.ask(prompt, model=model_id, top_k=0)
+        answered = await client.ask(prompt, top_k=0)  # no model named: the default
     finally:
         await client.close()
     assert answered.ok, answered.error
