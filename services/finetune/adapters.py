@@ -3,7 +3,7 @@ tenant's training files and model weights in that tenant's own JetStream object 
 
 KV keys (FINETUNE_BUCKET):
   <tid>.jobs.<job_id>     FineTuneJob
-  <tid>.models.<suffix>   FineTuneModelInfo (the owner is the key's tenant: nothing else)
+  <tid>.models.<digest>   FineTuneModelInfo (the owner is the key's tenant: nothing else)
   <tid>.quota             QuotaState
 
 Object store ARTIFACTS_BUCKET, names `<tid>/data/<job_id>.jsonl` and
@@ -12,6 +12,8 @@ each tenant under its own prefix; offboarding deletes everything under the prefi
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from nats.js.api import ObjectStoreConfig, StorageType
 from nats.js.client import JetStreamContext
@@ -48,8 +50,11 @@ def job_key(tenant_id: str, job_id: str) -> str:
     return f"{validate_tenant_id(tenant_id)}.jobs.{job_id}"
 
 
-def model_key(tenant_id: str, suffix: str) -> str:
-    return f"{validate_tenant_id(tenant_id)}.models.{suffix}"
+def model_key(tenant_id: str, model_id: str) -> str:
+    """Keyed by a digest of the model id: provider ids ("ft:gpt-4o-mini:org::abc") hold
+    characters a KV key may not, and the id alone (with the tenant) finds the entry."""
+    ref = hashlib.sha256(model_id.encode()).hexdigest()[:32]
+    return f"{validate_tenant_id(tenant_id)}.models.{ref}"
 
 
 def quota_key(tenant_id: str) -> str:
@@ -119,20 +124,24 @@ class JobStore:
             await self.kv.purge(job_key(tenant_id, job_id))
         return existed
 
-    async def model(self, tenant_id: str, suffix: str) -> FineTuneModelInfo | None:
-        found = await self._get(model_key(tenant_id, suffix))
-        return FineTuneModelInfo.model_validate_json(found[0]) if found else None
+    async def model(self, tenant_id: str, model_id: str) -> FineTuneModelInfo | None:
+        found = await self._get(model_key(tenant_id, model_id))
+        info = FineTuneModelInfo.model_validate_json(found[0]) if found else None
+        return info if info is not None and info.model_id == model_id else None
 
-    async def save_model(self, tenant_id: str, suffix: str, info: FineTuneModelInfo) -> None:
-        await self.kv.put(model_key(tenant_id, suffix), info.model_dump_json().encode())
+    async def save_model(self, tenant_id: str, info: FineTuneModelInfo) -> None:
+        await self.kv.put(model_key(tenant_id, info.model_id), info.model_dump_json().encode())
 
-    async def delete_model(self, tenant_id: str, suffix: str) -> bool:
-        existed = await self._get(model_key(tenant_id, suffix)) is not None
+    async def delete_model(self, tenant_id: str, model_id: str) -> bool:
+        return await self.delete_key(model_key(tenant_id, model_id))
+
+    async def delete_key(self, key: str) -> bool:
+        existed = await self._get(key) is not None
         if existed:
-            await self.kv.purge(model_key(tenant_id, suffix))
+            await self.kv.purge(key)
         return existed
 
-    async def models(self, tenant_id: str) -> list[str]:
+    async def model_keys(self, tenant_id: str) -> list[str]:
         return await kv_keys(self.kv, f"{validate_tenant_id(tenant_id)}.models.*")
 
     async def quota(self, tenant_id: str) -> tuple[QuotaState, int]:

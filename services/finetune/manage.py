@@ -253,9 +253,9 @@ class Manager:
     async def _remove(self, job: FineTuneJob, request_id: str) -> int:
         removed = int(await self.artifacts.delete(job.tenant_id, data_object(job.job_id)))
         if job.model_id:
-            suffix = model_key(job.job_id)
-            removed += int(await self.store.delete_model(job.tenant_id, suffix))
-            removed += int(await self.artifacts.delete(job.tenant_id, model_object(suffix)))
+            removed += int(await self.store.delete_model(job.tenant_id, job.model_id))
+            weights = model_object(model_key(job.job_id))
+            removed += int(await self.artifacts.delete(job.tenant_id, weights))
             try:
                 await allow_model(self.ports, job.tenant_id, job.model_id, request_id, allow=False)
             except ServiceCallError:
@@ -276,10 +276,8 @@ class Manager:
                     tenant_id, job.job_id, jobs.fail("tenant offboarded"), request_id
                 )
             counts["jobs"] += int(await self.store.delete_job(tenant_id, job.job_id))
-        for key in await self.store.models(tenant_id):
-            counts["models"] += int(
-                await self.store.delete_model(tenant_id, key.rsplit(".", 1)[-1])
-            )
+        for key in await self.store.model_keys(tenant_id):
+            counts["models"] += int(await self.store.delete_key(key))
         counts["files"] = await self.artifacts.drop(tenant_id)
         await self.store.drop_quota(tenant_id)
         return counts

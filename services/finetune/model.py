@@ -11,8 +11,9 @@ No pretrained weights exist offline, so the model is built from the examples alo
 
 Generation is greedy: each next token maximises trigram/bigram fluency plus the
 prompt-conditioned token probability, with repeats penalised; the end token may win from
-70 % of the predicted length on and is pushed past it. It is not a language model: it learns the tenant's output vocabulary,
-format and prompt-to-answer associations, which is what the held-out score measures.
+70 % of the predicted length on and is pushed past it. It is not a language model: it
+learns the tenant's output vocabulary, format and prompt-to-answer associations, which is
+what the held-out score measures.
 
 Token-F1 (the metric): precision and recall of the answer's lower-cased tokens against
 the reference completion's, as a multiset (the SQuAD definition), averaged over examples.

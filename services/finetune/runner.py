@@ -263,10 +263,10 @@ class Runner:
 
         # Registered before the job says succeeded, so a client that sees the event can
         # use the model at once; removed again if the job was cancelled meanwhile.
-        await self.store.save_model(job.tenant_id, suffix, info)
+        await self.store.save_model(job.tenant_id, info)
         done = await self.lifecycle.change(job.tenant_id, job.job_id, finish, request_id)
         if done is None or done.state is not JobState.SUCCEEDED or done.model_id != model_id:
-            await self.store.delete_model(job.tenant_id, suffix)
+            await self.store.delete_model(job.tenant_id, model_id)
             await self.artifacts.delete(job.tenant_id, model_object(suffix))
         else:
             await allow_model(self.ports, job.tenant_id, model_id, request_id)

@@ -42,7 +42,20 @@ class LlmSettings(TenantrySettings):
         default=2, ge=0, le=10, description="SDK retries on 408/409/429/5xx and connection errors."
     )
 
-    @field_validator("anthropic_api_key", mode="before")
+    # Tenants' models fine-tuned at an OpenAI-compatible provider (services.finetune's
+    # openai backend) are served through it; unset, llm serves offline fine-tunes only.
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("openai_api_key", "OPENAI_API_KEY"),
+        description="Key of the OpenAI-compatible provider holding fine-tuned models.",
+    )
+    openai_base_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("openai_base_url", "OPENAI_BASE_URL"),
+        description="Its endpoint (tests: a local stub).",
+    )
+
+    @field_validator("anthropic_api_key", "openai_api_key", mode="before")
     @classmethod
     def _empty_key_is_no_key(cls, value: object) -> object:
         # Compose files often pass `ANTHROPIC_API_KEY=${ANTHROPIC_API_KEY:-}`: empty means

@@ -101,6 +101,9 @@ DEFAULT_TABLE = PriceTable(
         # input == cache_write so the hold is exactly the cost (plus one output token).
         "training:offline-extractive": per_mtok_price("0.50", "0.50", "0.50", "0.50"),
         "training:gpt-4o-mini-2024-07-18": per_mtok_price("3", "3", "3", "3"),
+        # Calls to a model fine-tuned from it ("ft:gpt-4o-mini-2024-07-18:..."): the
+        # vendor's fine-tuned inference price.
+        "gpt-4o-mini-2024-07-18": per_mtok_price("0.30", "1.20", "0.15", "0.30"),
     },
 )
 

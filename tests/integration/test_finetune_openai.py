@@ -18,12 +18,15 @@ from services.finetune.app import bootstrap as finetune_app
 from services.finetune.openai_backend import OpenAIBackend
 from services.leakage.app import bootstrap as leakage_app
 from services.leakage.settings import LeakageSettings
+from services.llm.app import bootstrap as llm_app
+from services.llm.settings import LlmSettings
 from services.metering.app import bootstrap as metering_app
 from services.metering.settings import MeteringSettings
 from services.promptconfig.app import bootstrap as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
 from shared import subjects
 from shared.bus import call
+from shared.messages.base import ErrorCode
 from shared.messages.finetune import (
     CancelFineTune,
     CreateFineTune,
@@ -33,7 +36,7 @@ from shared.messages.finetune import (
 )
 from shared.messages.tenants import Tier
 from shared.service import Service
-from tests.integration.test_finetune import ft_settings, tenant, until
+from tests.integration.test_finetune import ft_settings, invoke, tenant, until
 from tests.support.bus import ready
 from tests.support.finetune_api import FineTuningApiStub
 
@@ -65,6 +68,14 @@ async def services(
         finetune_app(
             ft_settings(nats_url, data_dir),
             backends={"openai": OpenAIBackend(client, poll_s=0.05)},
+        ),
+        llm_app(
+            LlmSettings(
+                **common,
+                anthropic_api_key=None,
+                openai_api_key=KEY,
+                openai_base_url=stub.url + "/v1",
+            )
         ),
     ]
     for service in running:
@@ -120,6 +131,24 @@ async def test_a_job_runs_on_the_provider_and_is_charged_its_trained_tokens(
     assert ("POST", "/v1/files") in paths and ("POST", "/v1/fine_tuning/jobs") in paths
     assert ("GET", f"/v1/fine_tuning/jobs/{job.provider_job_id}/events") in paths
     assert all(h["authorization"] == f"Bearer {KEY}" for _, _, h in stub.requests)
+
+    # llm serves it to its owner, through the provider; to nobody else.
+    answered = await invoke(client_broker, tid, job.model_id, "Customer message: where is it?")
+    assert answered.ok, answered.error
+    assert answered.model == job.model_id and answered.provider == "openai-compatible"
+    assert "where is it?" in answered.text and answered.usage.output_tokens > 0
+    asked = len(stub.state.chats)
+    other = new_tenant_id("ftoaix")
+    await tenant(client_broker, other, Tier.ENTERPRISE)
+    theirs = await invoke(client_broker, other, job.model_id, "hi")
+    bogus = f"ft:{BASE}:stub-org:nope:12345678"
+    nobody = await invoke(client_broker, other, bogus, "hi")
+    assert theirs.error and nobody.error
+    assert theirs.error.code is nobody.error.code is ErrorCode.UNKNOWN_MODEL
+    assert theirs.error.message.replace(job.model_id, "M") == nobody.error.message.replace(
+        bogus, "M"
+    )
+    assert len(stub.state.chats) == asked  # the provider was never even asked
 
 
 async def test_cancel_reaches_the_provider_and_failures_are_client_safe(

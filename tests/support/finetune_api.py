@@ -6,6 +6,7 @@ Routes (the shape OpenAI, Together and other OpenAI-compatible providers serve):
   GET  /v1/fine_tuning/jobs/{id}              the job; each read advances it one step
   POST /v1/fine_tuning/jobs/{id}/cancel       cancel it
   GET  /v1/fine_tuning/jobs/{id}/events       its events, newest first
+  POST /v1/chat/completions                   answer from a model this stub fine-tuned
 
 A job goes validating_files -> queued -> running (`steps` reads) -> succeeded, with
 `trained_tokens` counted from the uploaded file (regex tokens x epochs), or fails when
@@ -46,6 +47,7 @@ class StubState:
     files: dict[str, bytes] = field(default_factory=dict)
     jobs: dict[str, StubJob] = field(default_factory=dict)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    chats: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -218,6 +220,8 @@ def _handler_for(state: StubState) -> type[BaseHTTPRequestHandler]:
                 self._upload(raw)
             elif path == ["v1", "fine_tuning", "jobs"]:
                 self._create(json.loads(raw or b"{}"))
+            elif path == ["v1", "chat", "completions"]:
+                self._chat(json.loads(raw or b"{}"))
             elif path[:3] == ["v1", "fine_tuning", "jobs"] and path[4:] == ["cancel"]:
                 with state.lock:
                     job = state.jobs.get(path[3])
@@ -230,6 +234,40 @@ def _handler_for(state: StubState) -> type[BaseHTTPRequestHandler]:
                     self._send(200, _public(job))
             else:
                 self._send(404, _error(404, f"no route {self.path}"))
+
+        def _chat(self, body: dict[str, Any]) -> None:
+            with state.lock:
+                tuned = {j.data["fine_tuned_model"] for j in state.jobs.values()}
+                state.chats.append(body)
+            model = body.get("model")
+            if not model or model not in tuned:
+                self._send(404, _error(404, f"The model {model!r} does not exist"))
+                return
+            messages = body.get("messages") or []
+            asked = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
+            text = f"Stub fine-tuned answer from {model}: {asked[:200]}"
+            prompt_tokens = sum(len(TOKEN.findall(str(m.get("content", "")))) for m in messages)
+            self._send(
+                200,
+                {
+                    "id": f"chatcmpl-{uuid.uuid4().hex[:20]}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": len(TOKEN.findall(text)),
+                        "total_tokens": prompt_tokens + len(TOKEN.findall(text)),
+                    },
+                },
+            )
 
         def _upload(self, raw: bytes) -> None:
             head = f"content-type: {self.headers.get('content-type')}\r\n\r\n".encode()
