@@ -53,6 +53,7 @@ class Shape:
     max_replicas: int = 6
     autoscale: bool = True
     egress_https: bool = False  # calls an outside API (Anthropic, a fine-tuning API)
+    public_port: int | None = None  # serves clients over HTTP on this port (not only NATS)
 
 
 SHAPES: dict[str, Shape] = {
@@ -63,6 +64,9 @@ SHAPES: dict[str, Shape] = {
     "leakage": Shape("250m", "384Mi", "1", "1Gi", 2, 8),
     "llm": Shape("100m", "256Mi", "500m", "512Mi", 2, 10, egress_https=True),
     "finetune": Shape("500m", "512Mi", "2", "2Gi", 1, 4, egress_https=True),
+    # The HTTP door (services/api), once it is in SERVICES: clients reach it on 8000; its
+    # health/metrics port stays 8080 (TENANTRY_API_PORT would default to 8080 too).
+    "api": Shape("200m", "256Mi", "1", "512Mi", 2, 10, public_port=8000),
     # One writer holds the lease; the second copy is a warm standby, not more throughput.
     "audit": Shape("250m", "512Mi", "1", "1Gi", 2, 2, autoscale=False),
     # A sidecar of nats-server: one per NATS pod.
@@ -118,6 +122,12 @@ def service_env(name: str) -> list[dict[str, Any]]:
         )
     if name == "access":
         env.append({"name": "TENANTRY_NATS_AUTH_DIR", "value": "/data/auth"})
+    public = SHAPES.get(name, DEFAULT_SHAPE).public_port
+    if public is not None:
+        env += [
+            {"name": "TENANTRY_API_HOST", "value": "0.0.0.0"},  # noqa: S104 (a pod's own address)
+            {"name": "TENANTRY_API_PORT", "value": str(public)},
+        ]
     return env
 
 
@@ -153,7 +163,14 @@ def service_container(name: str, shape: Shape) -> dict[str, Any]:
         "command": ["python", "-m", f"services.{name}"],
         "envFrom": [{"configMapRef": {"name": "tenantry-config"}}],
         "env": service_env(name),
-        "ports": [{"name": "http", "containerPort": HTTP_PORT}],
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT},
+            *(
+                [{"name": "public", "containerPort": shape.public_port}]
+                if shape.public_port
+                else []
+            ),
+        ],
         **probes(),
         "resources": {
             "requests": {"cpu": shape.cpu, "memory": shape.memory},
@@ -225,14 +242,15 @@ def deployment(name: str, shape: Shape) -> dict[str, Any]:
 
 
 def service_of(name: str) -> dict[str, Any]:
+    ports = [{"name": "http", "port": HTTP_PORT, "targetPort": "http"}]
+    public = SHAPES.get(name, DEFAULT_SHAPE).public_port
+    if public is not None:
+        ports.append({"name": "public", "port": public, "targetPort": "public"})
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "labels": labels(name)},
-        "spec": {
-            "selector": selector(name),
-            "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": "http"}],
-        },
+        "spec": {"selector": selector(name), "ports": ports},
     }
 
 
@@ -320,8 +338,12 @@ def network_policy(name: str, shape: Shape) -> dict[str, Any]:
         "spec": {
             "podSelector": {"matchLabels": selector(name)},
             "policyTypes": ["Ingress", "Egress"],
-            # Nothing calls a service directly (all traffic is NATS); only metrics scrapes.
-            "ingress": [PROMETHEUS_INGRESS],
+            # Nothing calls a service directly (all traffic is NATS); only metrics scrapes,
+            # and clients on a public HTTP port.
+            "ingress": [
+                PROMETHEUS_INGRESS,
+                *([{"ports": [port(shape.public_port)]}] if shape.public_port else []),
+            ],
             "egress": egress,
         },
     }

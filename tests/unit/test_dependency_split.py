@@ -55,11 +55,6 @@ def test_the_client_needs_only_the_base_dependencies() -> None:
     assert ok, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared/cli/finetune.py imports shared.bus (FastStream) at import time; the CLI "
-    "needs the platform extra until it uses the client's transport (see issue 12 report)",
-)
 def test_the_cli_needs_only_the_base_dependencies() -> None:
     ok, err = importable("shared.cli.main", PLATFORM + AUDIT + EMBEDDED)
     assert ok, err
