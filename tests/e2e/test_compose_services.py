@@ -198,6 +198,12 @@ def test_health_endpoints_report_ready_live_and_metrics(stack: ComposeLike) -> N
         status, body = http(port, "/metrics")
         assert status == 200 and b"tenantry_" in body
         assert http(port, "/nope")[0] == 404
+    # audit handles events in batches (many tenants each): timed per batch, no tenant series.
+    body = http(stack.http_ports["audit"], "/metrics")[1].decode()
+    assert 'tenantry_handler_seconds_count{handler="evt.*.audit",outcome="ok"' in body, body
+    assert 'subject="evt.*.audit"' not in body
+    gateway = http(stack.http_ports["gateway"], "/metrics")[1].decode()
+    assert 'tenant="acme"' in gateway and 'handler="intake.*.request"' in gateway
 
 
 def test_compose_healthcheck_command_passes(stack: ComposeLike) -> None:

@@ -169,3 +169,10 @@ def test_observations_become_bounded_series() -> None:
     )
     assert 'outcome="error"' in text and "globex" not in text
     assert 'tenant="acme"' in text and 'tenant="_other"' in text
+
+
+def test_a_batch_is_timed_once_and_not_counted_per_tenant() -> None:
+    metrics = ServiceMetrics("audit")
+    metrics.observe("evt.acme.audit", 0.05, ok=True, per_tenant=False)
+    text = metrics.exposition()[0].decode()
+    assert 'handler="evt.*.audit"' in text and "acme" not in text
