@@ -30,6 +30,7 @@ from shared.client_credentials import Credentials, resolve_credentials
 from shared.client_errors import (
     AuthenticationFailed,
     BudgetExceeded,
+    Cancelled,
     Conflict,
     ConnectionFailed,
     Forbidden,
@@ -57,6 +58,7 @@ __all__ = [
     "AsyncTenantry",
     "AuthenticationFailed",
     "BudgetExceeded",
+    "Cancelled",
     "Conflict",
     "ConnectionFailed",
     "Forbidden",

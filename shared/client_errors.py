@@ -130,6 +130,12 @@ class QuotaExceeded(TenantryError):
     default_code: ClassVar[str] = "quota_exceeded"
 
 
+class Cancelled(TenantryError):
+    """The request was stopped before it finished (the tokens used so far are charged)."""
+
+    default_code: ClassVar[str] = "cancelled"
+
+
 # Keyed by the code's string value, so codes added to ErrorCode later map here without
 # the client importing them (and unknown ones still raise the base class).
 _BY_CODE: dict[str, type[TenantryError]] = {
@@ -151,6 +157,7 @@ _BY_CODE: dict[str, type[TenantryError]] = {
     "unavailable": Unavailable,
     "upstream_error": UpstreamError,
     "internal": InternalError,
+    "cancelled": Cancelled,
 }
 
 
