@@ -8,7 +8,8 @@ from faststream.nats import NatsRouter
 
 from services.finetune.manage import Manager, Refused
 from shared.audit import AuditTrail
-from shared.messages.audit import AuditEventType
+from shared.messages.audit import AuditEventType, AuditStatus
+from shared.messages.base import ErrorCode
 from shared.messages.finetune import (
     CancelFineTune,
     CreateFineTune,
@@ -58,6 +59,7 @@ def build_router(deps: Deps) -> NatsRouter:
         try:
             job = await deps.manager.show(msg.tenant_id, msg.job_id)
         except Refused as exc:
+            await _audit_unknown(deps.trail, msg, "show", exc)
             return error_reply(FineTuneFound, msg.tenant_id, msg.request_id, exc.info)
         return reply_ok(FineTuneFound, msg, job=job)
 
@@ -66,6 +68,7 @@ def build_router(deps: Deps) -> NatsRouter:
         try:
             job = await deps.manager.cancel(msg.tenant_id, msg.job_id, msg.request_id, msg.actor)
         except Refused as exc:
+            await _audit_unknown(deps.trail, msg, "cancel", exc)
             return FineTuneFound(
                 tenant_id=msg.tenant_id, request_id=msg.request_id, error=exc.info, job=exc.job
             )
@@ -78,6 +81,7 @@ def build_router(deps: Deps) -> NatsRouter:
                 msg.tenant_id, msg.job_id, msg.request_id, msg.actor
             )
         except Refused as exc:
+            await _audit_unknown(deps.trail, msg, "delete", exc)
             return FineTuneFound(
                 tenant_id=msg.tenant_id, request_id=msg.request_id, error=exc.info, job=exc.job
             )
@@ -102,3 +106,22 @@ def build_router(deps: Deps) -> NatsRouter:
         return reply_ok(TenantDeprovisioned, msg, removed=sum(counts.values()))
 
     return router
+
+
+async def _audit_unknown(
+    trail: AuditTrail, msg: ShowFineTune | CancelFineTune | DeleteFineTune, verb: str, exc: Refused
+) -> None:
+    """A job id the tenant does not own (another tenant's, or none at all: the same
+    answer and the same row) is recorded against the asking tenant."""
+    if exc.info.code is not ErrorCode.NOT_FOUND:
+        return
+    await trail.record(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        event_type=AuditEventType.ACCESS_DENIED,
+        action=f"finetune.{verb}",
+        status=AuditStatus.FAILURE,
+        resource_type="finetune_job",
+        resource_id=msg.job_id,
+        error=exc.info.message,
+    )

@@ -225,9 +225,9 @@ class Manager:
         local = self.runner.local.get(job_id)
         if local is not None:
             local[1].cancel.set()  # the runner charges what it trained and frees the slot
-        elif before.state is not JobState.RUNNING or self.runner._stale(before):
+        elif before.state is not JobState.RUNNING or self.runner.orphaned(before):
             # Nobody is training it: nothing was trained, release the hold and the slot.
-            await self.runner._close(job, tokens=0)
+            await self.runner.close_without_model(job, tokens=0)
         return job
 
     async def delete(self, tenant_id: str, job_id: str, request_id: str, actor: str) -> int:

@@ -113,7 +113,8 @@ class Runner:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _stale(self, job: FineTuneJob) -> bool:
+    def orphaned(self, job: FineTuneJob) -> bool:
+        """Queued or running, not here, and its worker silent for too long."""
         if job.state not in (JobState.QUEUED, JobState.RUNNING):
             return False
         if job.job_id in self.local:
@@ -123,7 +124,7 @@ class Runner:
 
     async def sweep(self) -> None:
         for job in await self.store.every_job():
-            if not self._stale(job):
+            if not self.orphaned(job):
                 continue
             if job.attempts >= self.settings.finetune_max_attempts:
                 error = f"training stopped {job.attempts} times without finishing (worker lost)"
@@ -131,11 +132,11 @@ class Runner:
                     job.tenant_id, job.job_id, self._fail_if_stale(error), new_id()
                 )
                 if failed is not None and failed.state is JobState.FAILED:
-                    await self._close(failed, tokens=0)
+                    await self.close_without_model(failed, tokens=0)
                 continue
 
             def take(current: FineTuneJob) -> FineTuneJob | None:
-                return self.claim(current) if self._stale(current) else None
+                return self.claim(current) if self.orphaned(current) else None
 
             claimed = await self.lifecycle.change(job.tenant_id, job.job_id, take, new_id())
             if claimed is not None and claimed.worker == self.worker_id:
@@ -144,7 +145,7 @@ class Runner:
 
     def _fail_if_stale(self, error: str) -> jobs.Mutation:
         def mutate(job: FineTuneJob) -> FineTuneJob | None:
-            return jobs.fail(error)(job) if self._stale(job) else None
+            return jobs.fail(error)(job) if self.orphaned(job) else None
 
         return mutate
 
@@ -186,7 +187,7 @@ class Runner:
                 tenant_id, job_id, jobs.fail("internal error while training"), new_id()
             )
             if failed is not None and failed.state is JobState.FAILED:
-                await self._close(failed, tokens=progress.tokens_trained)
+                await self.close_without_model(failed, tokens=progress.tokens_trained)
         finally:
             self.local.pop(job_id, None)
 
@@ -213,7 +214,7 @@ class Runner:
                 tenant_id, job_id, jobs.fail("the job's training data is gone"), request_id
             )
             if failed is not None:
-                await self._close(failed, tokens=0)
+                await self.close_without_model(failed, tokens=0)
             return
         examples = data.parse(raw.decode(), max_examples=len(raw))
         backend = self.backends[job.backend]
@@ -224,12 +225,12 @@ class Runner:
                 # Cancelled by its owner: every token trained so far is charged.
                 current = await self.store.job(tenant_id, job_id)
                 if current is not None:
-                    await self._close(current[0], tokens=progress.tokens_trained)
+                    await self.close_without_model(current[0], tokens=progress.tokens_trained)
             return
         except TrainingFailed as exc:
             failed = await self.lifecycle.change(tenant_id, job_id, jobs.fail(str(exc)), request_id)
             if failed is not None:
-                await self._close(failed, tokens=progress.tokens_trained)
+                await self.close_without_model(failed, tokens=progress.tokens_trained)
             return
         await self._succeed(job, trained, request_id)
 
@@ -272,7 +273,7 @@ class Runner:
             await allow_model(self.ports, job.tenant_id, model_id, request_id)
         await jobs.release_slot(self.store, job.tenant_id, job.job_id)
 
-    async def _close(self, job: FineTuneJob, tokens: int) -> None:
+    async def close_without_model(self, job: FineTuneJob, tokens: int) -> None:
         """A job that ended without a model: charge what was trained, free its slot."""
         cost = await self._settle(job, tokens)
         if cost:

@@ -338,6 +338,21 @@ async def test_whole_lifecycle_trains_a_model_only_its_owner_can_use(
     await asyncio.sleep(0.3)
     denied = [r for r in await audit_rows(client_broker, b) if r.action == "model.invoke"]
     assert {r.event_type for r in denied} == {AuditEventType.ACCESS_DENIED}
+    # Each job-id probe is on B's own trail, A's real job id and the made-up one alike.
+    probes = [
+        (r.action, r.resource_id)
+        for r in await audit_rows(client_broker, b)
+        if r.event_type is AuditEventType.ACCESS_DENIED and r.resource_type == "finetune_job"
+    ]
+    for probed in ("show", "cancel", "delete"):
+        assert (f"finetune.{probed}", job.job_id) in probes
+        assert (f"finetune.{probed}", bogus_job) in probes
+    # A's trail holds nothing of B's probing.
+    assert not [
+        r
+        for r in await audit_rows(client_broker, a)
+        if r.event_type is AuditEventType.ACCESS_DENIED
+    ]
     still = await until(client_broker, a, job.job_id, {JobState.SUCCEEDED})
     assert still.state is JobState.SUCCEEDED
 
