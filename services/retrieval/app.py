@@ -5,6 +5,7 @@ from __future__ import annotations
 from services.leakage.canary import Canaries
 from services.retrieval.adapters import QdrantStore, VectorStore
 from services.retrieval.chunking import ChunkingConfig
+from services.retrieval.edge import EdgeStore
 from services.retrieval.embedding import Embedder, HashingEmbedder
 from services.retrieval.handlers import SERVICE, Deps, build_router
 from services.retrieval.settings import RetrievalSettings
@@ -18,13 +19,16 @@ from shared.service import Service
 log = get_logger("tenantry.retrieval")
 
 
-def open_qdrant(settings: RetrievalSettings) -> QdrantStore:
-    """The store the settings describe: a server if a URL is set, else local mode."""
+def open_qdrant(settings: RetrievalSettings) -> QdrantStore | EdgeStore:
+    """The store the settings describe: a server if a URL is set, else embedded (Qdrant
+    Edge shards by default, or local mode). Nothing is opened until `open()`."""
     if settings.qdrant_url is not None:
         key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
         return QdrantStore.server(
             str(settings.qdrant_url).rstrip("/"), api_key=key, timeout_s=settings.qdrant_timeout_s
         )
+    if settings.qdrant_embedded == "edge":
+        return EdgeStore(settings.qdrant_location, max_open=settings.edge_max_open_shards)
     return QdrantStore.local(settings.qdrant_location)
 
 
@@ -54,7 +58,7 @@ def bootstrap(
         canaries=Canaries(secret) if settings.plant_canaries else None,
     )
     service = Service(SERVICE, settings, broker)
-    owned: list[QdrantStore] = []
+    owned: list[QdrantStore | EdgeStore] = []
 
     async def open_store() -> None:
         if deps.store is None:
@@ -64,13 +68,13 @@ def bootstrap(
             deps.store = qdrant
             log.info(
                 "retrieval.store_opened",
-                mode="server" if settings.qdrant_url else "local",
+                mode="server" if settings.qdrant_url else settings.qdrant_embedded,
                 embedder=deps.embedder.name,
             )
 
     async def close_store() -> None:
         # Only close what we opened; a store passed in belongs to the caller. Closing
-        # releases local mode's folder lock for the next process.
+        # releases the embedded folder (local mode's lock, or the Edge worker) for the next one.
         while owned:
             await owned.pop().close()
 

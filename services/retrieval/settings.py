@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, HttpUrl, SecretStr, model_validator
 
@@ -10,14 +11,29 @@ from shared.settings import TenantrySettings
 
 
 class RetrievalSettings(TenantrySettings):
-    """Qdrant is a server when TENANTRY_QDRANT_URL is set, else local mode in a folder."""
+    """Qdrant is a server when TENANTRY_QDRANT_URL is set, else embedded in a folder:
+    Qdrant Edge (one shard per tenant, HNSW) by default, or qdrant-client's local mode."""
 
     qdrant_url: HttpUrl | None = Field(
-        default=None, description="Qdrant server URL; unset means local mode (a folder)."
+        default=None, description="Qdrant server URL; unset means embedded (a folder)."
     )
     qdrant_api_key: SecretStr | None = Field(default=None, description="Qdrant server API key.")
+    qdrant_embedded: Literal["edge", "local"] = Field(
+        default="edge",
+        description="Embedded engine: 'edge' (Qdrant Edge shards with HNSW, in a worker "
+        "process) or 'local' (qdrant-client local mode, a brute-force scan).",
+    )
     qdrant_path: Path | None = Field(
-        default=None, description="Local-mode folder; defaults to <data_dir>/qdrant."
+        default=None,
+        description="Embedded folder; defaults to <data_dir>/qdrant-edge (edge) "
+        "or <data_dir>/qdrant (local).",
+    )
+    edge_max_open_shards: int = Field(
+        default=256,
+        ge=1,
+        le=100_000,
+        description="Edge: tenant shards kept open; the least recently used idle ones "
+        "beyond this are closed and reopened on their next request.",
     )
     qdrant_timeout_s: int = Field(default=10, ge=1, le=300, description="Server call timeout.")
     embed_dim: int = Field(default=1024, ge=64, le=8192, description="Embedding width.")
@@ -50,4 +66,6 @@ class RetrievalSettings(TenantrySettings):
 
     @property
     def qdrant_location(self) -> Path:
-        return self.qdrant_path or self.data_dir / "qdrant"
+        # Separate default folders: the two engines' on-disk formats are not the same.
+        default = "qdrant-edge" if self.qdrant_embedded == "edge" else "qdrant"
+        return self.qdrant_path or self.data_dir / default

@@ -5,17 +5,28 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from services.retrieval.adapters import QdrantStore
 from services.retrieval.app import open_qdrant
+from services.retrieval.edge import EdgeStore
 from services.retrieval.settings import RetrievalSettings
 
 pytestmark = pytest.mark.unit
 
 
-def test_local_mode_by_default_under_data_dir(tmp_path: Path) -> None:
+def test_edge_by_default_under_data_dir(tmp_path: Path) -> None:
     settings = RetrievalSettings(data_dir=tmp_path)
-    assert settings.qdrant_url is None
-    assert settings.qdrant_location == tmp_path / "qdrant"
+    assert settings.qdrant_url is None and settings.qdrant_embedded == "edge"
+    assert settings.qdrant_location == tmp_path / "qdrant-edge"
+    store = open_qdrant(settings)
+    assert isinstance(store, EdgeStore) and store.pid is None  # nothing started yet
     assert RetrievalSettings(qdrant_path=tmp_path / "q").qdrant_location == tmp_path / "q"
+
+
+def test_local_mode_is_a_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TENANTRY_QDRANT_EMBEDDED", "local")
+    settings = RetrievalSettings(data_dir=tmp_path)
+    assert settings.qdrant_location == tmp_path / "qdrant"
+    assert isinstance(open_qdrant(settings), QdrantStore)
 
 
 def test_server_mode_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,6 +48,8 @@ def test_server_mode_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         {"qdrant_url": "ftp://qdrant"},
         {"qdrant_url": "http://qdrant:6333", "qdrant_path": "/tmp/q"},
         {"embed_dim": 8},
+        {"qdrant_embedded": "chroma"},
+        {"edge_max_open_shards": 0},
     ],
 )
 def test_bad_settings_fail_fast(overrides: dict[str, object]) -> None:

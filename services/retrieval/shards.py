@@ -1,0 +1,291 @@
+"""One Qdrant Edge shard per tenant, in one folder: the engine behind the embedded store.
+
+Qdrant Edge (`qdrant-edge-py`) is Qdrant's own engine in-process: segments, WAL, payload
+indexes and HNSW. Each tenant gets its own shard folder, `<root>/tenant_<tid>`, named from
+the validated id, so a search can only ever read that tenant's points (the embedded
+form of the one-collection-per-tenant guarantee).
+
+This class is synchronous and single-threaded on purpose: qdrant-edge-py 0.9.0 holds
+the GIL in every call (measured: a 20k-point optimize stalls every other Python thread
+for its whole 12 s), so it runs in a worker process of its own (see edge.py), never on
+the service's event loop.
+
+* Shards open lazily and the least recently used idle ones are closed above
+  `max_open`, so thousands of tenants do not hold thousands of open shards.
+* `create` builds the shard in a scratch folder and renames it into place, and `drop`
+  renames the folder away before deleting it: a crash half-way leaves either a whole
+  shard or none, never a torn one. Leftovers are swept on open.
+* An upsert returns once Qdrant has written it to the shard's WAL; a crash after that
+  loses nothing (replayed on the next load). The WAL is not fsynced per write: a power
+  cut can lose the last writes, a killed process cannot.
+* HNSW is built by `optimize()`, which Edge never runs by itself. `index_pending` runs
+  it for shards that hold enough unindexed points to be worth it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import qdrant_edge as qe
+
+from services.retrieval.adapters import DimensionMismatch, Hit, StoredChunk, collection_name
+
+UPSERT_BATCH = 512
+_SCRATCH = ".tmp-"
+_TRASH = ".trash-"
+_LOCK = ".lock"
+# Below this many unindexed points a brute-force pass over the segment is faster than
+# the HNSW walk (Qdrant's own full_scan_threshold is 10 000 KB of vectors).
+INDEX_AFTER_UNINDEXED = 2_000
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    open_shards: int
+    shards_on_disk: int
+    opened: int
+    closed: int
+
+
+class FolderLocked(RuntimeError):
+    """Another process holds this shard folder."""
+
+
+class ShardSet:
+    def __init__(
+        self, root: Path, *, max_open: int = 256, hnsw_m: int = 16, ef_construct: int = 100
+    ) -> None:
+        if max_open < 1:
+            raise ValueError("max_open must be at least 1")
+        self.root = root
+        self.max_open = max_open
+        self._hnsw = (hnsw_m, ef_construct)
+        self._open: OrderedDict[str, qe.EdgeShard] = OrderedDict()
+        self._dirty: set[str] = set()
+        self._dims: dict[str, int] = {}
+        self._opened = 0
+        self._closed = 0
+        root.mkdir(parents=True, exist_ok=True)
+        # Two processes writing one shard would corrupt it (Edge itself does not lock).
+        self._lock: IO[bytes] | None = (root / _LOCK).open("wb")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise FolderLocked(f"{root} is in use by another process") from None
+        for leftover in root.iterdir():
+            if leftover.name.startswith((_SCRATCH, _TRASH)):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+    # --- the store's operations ---------------------------------------------------
+
+    def create(self, tenant_id: str, dim: int) -> bool:
+        if self._path(tenant_id).exists():
+            self._check_dim(tenant_id, dim)
+            return False
+        self._make(tenant_id, dim)
+        return True
+
+    def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
+        if not self._path(tenant_id).exists():
+            self._make(tenant_id, dim)
+        else:
+            self._check_dim(tenant_id, dim)
+        shard = self._shard(tenant_id)
+        assert shard is not None
+        for start in range(0, len(chunks), UPSERT_BATCH):
+            points = [_point(c) for c in chunks[start : start + UPSERT_BATCH]]
+            shard.update(qe.UpdateOperation.upsert_points(points))
+        self._dirty.add(tenant_id)
+
+    def existing(self, tenant_id: str, chunk_ids: Sequence[str]) -> set[str]:
+        shard = self._shard(tenant_id)
+        if shard is None or not chunk_ids:
+            return set()
+        found = shard.retrieve(list(chunk_ids), with_payload=False, with_vector=False)
+        return {str(record.id) for record in found}
+
+    def delete_document(self, tenant_id: str, document_id: str, from_index: int) -> int:
+        shard = self._shard(tenant_id)
+        if shard is None:
+            return 0
+        conditions: list[Any] = [
+            qe.FieldCondition(key="document_id", match=qe.MatchValue(document_id))
+        ]
+        if from_index > 0:
+            conditions.append(
+                qe.FieldCondition(key="chunk_index", range=qe.RangeFloat(gte=from_index))
+            )
+        selector = qe.Filter(must=conditions)
+        count = shard.count(qe.CountRequest(exact=True, filter=selector))
+        if count:
+            shard.update(qe.UpdateOperation.delete_points_by_filter(selector))
+        return count
+
+    def search(self, tenant_id: str, vector: Sequence[float], limit: int) -> list[Hit]:
+        shard = self._shard(tenant_id)
+        if shard is None:
+            return []
+        points = shard.query(
+            qe.QueryRequest(limit=limit, query=qe.Query.Nearest(list(vector)), with_payload=True)
+        )
+        return [_hit(point) for point in points]
+
+    def drop(self, tenant_id: str) -> tuple[bool, int]:
+        path = self._path(tenant_id)
+        if not path.exists():
+            return False, 0
+        shard = self._shard(tenant_id)
+        assert shard is not None
+        count = shard.count(qe.CountRequest(exact=True))
+        self._close(tenant_id)
+        self._dirty.discard(tenant_id)
+        self._dims.pop(tenant_id, None)
+        # Rename first: from here on the tenant has no shard, even if the process dies
+        # before the folder is gone (the next open sweeps it).
+        trash = self.root / f"{_TRASH}{uuid.uuid4().hex}"
+        path.rename(trash)
+        shutil.rmtree(trash)
+        return True, count
+
+    def index_pending(self) -> str | None:
+        """Build HNSW for one shard with enough unindexed points; its tenant, or None."""
+        while self._dirty:
+            tenant_id = self._dirty.pop()
+            shard = self._shard(tenant_id)
+            if shard is None:
+                continue
+            info = shard.info()
+            if info.points_count - info.indexed_vectors_count >= INDEX_AFTER_UNINDEXED:
+                shard.optimize()
+                return tenant_id
+        return None
+
+    def has_pending(self) -> bool:
+        return bool(self._dirty)
+
+    def stats(self) -> ShardStats:
+        on_disk = sum(1 for p in self.root.iterdir() if p.name.startswith("tenant_"))
+        return ShardStats(len(self._open), on_disk, self._opened, self._closed)
+
+    def points(self, tenant_id: str) -> tuple[int, int]:
+        """(points, indexed vectors) in the tenant's shard; (0, 0) if it has none."""
+        shard = self._shard(tenant_id)
+        if shard is None:
+            return 0, 0
+        info = shard.info()
+        return info.points_count, info.indexed_vectors_count
+
+    def close(self) -> None:
+        for tenant_id in list(self._open):
+            self._close(tenant_id)
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+    # --- shards: lazy open, LRU close ------------------------------------------------
+
+    def _path(self, tenant_id: str) -> Path:
+        return self.root / collection_name(tenant_id)
+
+    def _shard(self, tenant_id: str) -> qe.EdgeShard | None:
+        shard = self._open.get(tenant_id)
+        if shard is not None:
+            self._open.move_to_end(tenant_id)
+            return shard
+        path = self._path(tenant_id)
+        if not path.exists():
+            return None
+        shard = qe.EdgeShard.load(str(path))  # replays the WAL
+        self._remember(tenant_id, shard)
+        return shard
+
+    def _remember(self, tenant_id: str, shard: qe.EdgeShard) -> None:
+        self._open[tenant_id] = shard
+        self._opened += 1
+        while len(self._open) > self.max_open:
+            coldest = next(iter(self._open))
+            if coldest in self._dirty:  # index it before letting it go cold
+                self._dirty.discard(coldest)
+                info = self._open[coldest].info()
+                if info.points_count - info.indexed_vectors_count >= INDEX_AFTER_UNINDEXED:
+                    self._open[coldest].optimize()
+            self._close(coldest)
+
+    def _close(self, tenant_id: str) -> None:
+        shard = self._open.pop(tenant_id, None)
+        if shard is not None:
+            shard.close()  # flushes segments; the WAL already holds every write
+            self._closed += 1
+
+    def _make(self, tenant_id: str, dim: int) -> None:
+        m, ef_construct = self._hnsw
+        config = qe.EdgeConfig(
+            # DOT: every Embedder returns unit-length rows, so this ranks as cosine does
+            # without re-normalising anything.
+            vectors=qe.EdgeVectorParams(size=dim, distance=qe.Distance.Dot),
+            hnsw_config=qe.HnswIndexConfig(
+                m=m, ef_construct=ef_construct, full_scan_threshold=10_000
+            ),
+        )
+        scratch = self.root / f"{_SCRATCH}{uuid.uuid4().hex}"
+        shard = qe.EdgeShard.create(str(scratch), config)
+        try:
+            # Deletes and re-ingest clean-up filter on these; indexed, they are look-ups.
+            shard.update(
+                qe.UpdateOperation.create_field_index("document_id", qe.PayloadSchemaType.Keyword)
+            )
+            shard.update(
+                qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer)
+            )
+        finally:
+            shard.close()
+        os.replace(scratch, self._path(tenant_id))  # whole shard or none
+        loaded = qe.EdgeShard.load(str(self._path(tenant_id)))
+        self._remember(tenant_id, loaded)
+
+    def _check_dim(self, tenant_id: str, dim: int) -> None:
+        size = self._dims.get(tenant_id)
+        if size is None:
+            # Edge persists the shard's config as JSON and has no getter for it.
+            config = json.loads((self._path(tenant_id) / "edge_config.json").read_text())
+            size = int(config["vectors"][""]["size"])
+            self._dims[tenant_id] = size
+        if size != dim:
+            raise DimensionMismatch(f"collection holds {size}-wide vectors, embedder makes {dim}")
+
+
+def _point(chunk: StoredChunk) -> qe.Point:
+    return qe.Point(
+        chunk.chunk_id,
+        chunk.vector.tolist(),
+        {
+            "tenant_id": chunk.tenant_id,
+            "document_id": chunk.document_id,
+            "chunk_index": chunk.chunk_index,
+            "text": chunk.text,
+            "metadata": chunk.metadata,
+        },
+    )
+
+
+def _hit(point: qe.ScoredPoint) -> Hit:
+    payload: dict[str, Any] = point.payload or {}
+    return Hit(
+        chunk_id=str(point.id),
+        tenant_id=str(payload.get("tenant_id", "")),
+        document_id=str(payload.get("document_id", "")),
+        chunk_index=int(payload.get("chunk_index", 0)),
+        text=str(payload.get("text", "")),
+        score=float(point.score),
+    )
