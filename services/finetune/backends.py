@@ -31,6 +31,8 @@ class Progress:
     cancel: threading.Event = field(default_factory=threading.Event)
     # Set with `cancel` when another worker took the job over: stop without settling.
     lost: bool = False
+    # Set with `cancel` when a renewed hold was refused (budget): the job fails with it.
+    refused: str = ""
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,11 @@ class Manager:
             if current.state is not JobState.VALIDATING:
                 return None
             return self.runner.claim(current).model_copy(
-                update={"state": JobState.QUEUED, "reservation_id": held.reservation_id}
+                update={
+                    "state": JobState.QUEUED,
+                    "reservation_id": held.reservation_id,
+                    "held_at": utcnow(),
+                }
             )
 
         queued = await self.lifecycle.change(

@@ -170,7 +170,60 @@ class Runner:
                     }
                 )
 
-            await self.lifecycle.change(tenant_id, job_id, beat, new_id())
+            beaten = await self.lifecycle.change(tenant_id, job_id, beat, new_id())
+            if beaten is not None and self._hold_due(beaten):
+                await self._renew_hold(beaten, progress)
+
+    # -- long jobs: rolling holds ---------------------------------------------------------
+
+    def _hold_due(self, job: FineTuneJob) -> bool:
+        if job.state is not JobState.RUNNING or job.worker != self.worker_id:
+            return False
+        if not job.reservation_id or job.held_at is None:
+            return False
+        age = (utcnow() - job.held_at).total_seconds()
+        return age > self.settings.finetune_hold_renew_s
+
+    async def _renew_hold(self, job: FineTuneJob, progress: Progress) -> None:
+        """Settle what was trained so far and hold the worst case of the rest: metering
+        forgets a hold after its TTL, and a job can outlive that (a remote one, hours)."""
+        trained = progress.tokens_trained
+        cost = await self._settle_hold(job, max(0, trained - job.settled_tokens))
+        remaining = max(1, job.training_tokens * job.epochs - trained)
+        request_id = new_id()
+        reservation, refusal = "", ""
+        try:
+            resolved = await self.ports.resolve(job.tenant_id, request_id)
+            if resolved.config is None:
+                refusal = "the tenant is gone"
+            else:
+                held = await self.ports.authorize(
+                    job.tenant_id,
+                    request_id,
+                    training_model(job.base_model),
+                    remaining,
+                    resolved.config.limits,
+                )
+                reservation = held.reservation_id
+                refusal = held.error.message if held.error else ""
+        except ServiceCallError as exc:
+            refusal = exc.info.message
+        if refusal:
+            log.warning("finetune.hold_refused", job_id=job.job_id, error=refusal)
+            progress.refused = f"training stopped: {refusal}"
+            progress.cancel.set()
+
+        def renewed(current: FineTuneJob) -> FineTuneJob | None:
+            return current.model_copy(
+                update={
+                    "reservation_id": reservation,
+                    "held_at": utcnow(),
+                    "settled_tokens": max(current.settled_tokens, trained),
+                    "cost_nanousd": current.cost_nanousd + cost,
+                }
+            )
+
+        await self.lifecycle.change(job.tenant_id, job.job_id, renewed, request_id)
 
     # -- running one job --------------------------------------------------------------
 
@@ -221,6 +274,13 @@ class Runner:
         try:
             trained = await backend.train(job, examples, progress)
         except Cancelled:
+            if progress.refused:
+                failed = await self.lifecycle.change(
+                    tenant_id, job_id, jobs.fail(progress.refused), request_id
+                )
+                if failed is not None:
+                    await self.close_without_model(failed, tokens=progress.tokens_trained)
+                return
             if not progress.lost:
                 # Cancelled by its owner: every token trained so far is charged.
                 current = await self.store.job(tenant_id, job_id)
@@ -279,12 +339,22 @@ class Runner:
         if cost:
 
             def record(current: FineTuneJob) -> FineTuneJob | None:
-                return current.model_copy(update={"cost_nanousd": cost})
+                if current.cost_nanousd == cost:
+                    return None
+                return current.model_copy(update={"cost_nanousd": cost, "reservation_id": ""})
 
             await self.lifecycle.change(job.tenant_id, job.job_id, record, new_id())
         await jobs.release_slot(self.store, job.tenant_id, job.job_id)
 
     async def _settle(self, job: FineTuneJob, tokens: int) -> int:
+        """Settle the job's current hold for the tokens not yet settled; returns the job's
+        whole training cost (earlier holds included)."""
+        found = await self.store.job(job.tenant_id, job.job_id)
+        current = found[0] if found is not None else job
+        cost = await self._settle_hold(current, max(0, tokens - current.settled_tokens))
+        return current.cost_nanousd + cost
+
+    async def _settle_hold(self, job: FineTuneJob, tokens: int) -> int:
         if not job.reservation_id:
             return 0
         try:

@@ -30,6 +30,13 @@ class FineTuneSettings(TenantrySettings):
     finetune_parallel: int = Field(
         default=1, ge=1, le=16, description="Jobs one replica trains at once (CPU-bound)."
     )
+    finetune_hold_renew_s: float = Field(
+        default=240.0,
+        gt=0,
+        le=3_600,
+        description="A running job settles what it trained so far and takes a new hold for "
+        "the rest this often; keep it well under metering's reservation TTL (600 s).",
+    )
     finetune_poll_s: float = Field(
         default=2.0, gt=0, le=600, description="How often a remote job's status is polled."
     )

@@ -49,7 +49,14 @@ class FineTuneJob(BaseModel):
     error: str = Field(default="", description="Why the job failed (client-safe).")
     metrics: dict[str, float] = Field(default_factory=dict, description="Loss, held-out F1.")
     reservation_id: str = Field(default="", description="metering's hold for the training.")
-    cost_nanousd: int = Field(default=0, ge=0, description="Charged once settled.")
+    cost_nanousd: int = Field(default=0, ge=0, description="Charged so far (settled holds).")
+    settled_tokens: int = Field(
+        default=0,
+        ge=0,
+        description="Training tokens already settled (a long job settles "
+        "its hold and takes a new one before metering's hold would expire).",
+    )
+    held_at: datetime | None = Field(default=None, description="When the current hold was taken.")
     provider_job_id: str = Field(default="", description="The remote backend's job id.")
     worker: str = Field(default="", description="Replica running it; empty when none.")
     heartbeat_at: datetime | None = Field(default=None, description="Its worker's last sign.")

@@ -21,6 +21,7 @@ from services.leakage.settings import LeakageSettings
 from services.llm.app import bootstrap as llm_app
 from services.llm.settings import LlmSettings
 from services.metering.app import bootstrap as metering_app
+from services.metering.pricing import DEFAULT_TABLE
 from services.metering.settings import MeteringSettings
 from services.promptconfig.app import bootstrap as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
@@ -34,6 +35,7 @@ from shared.messages.finetune import (
     FineTuneFound,
     JobState,
 )
+from shared.messages.metering import MeteringTotals, QueryMeteringTotals
 from shared.messages.tenants import Tier
 from shared.service import Service
 from tests.integration.test_finetune import ft_settings, invoke, tenant, until
@@ -66,7 +68,8 @@ async def services(
         leakage_app(LeakageSettings(**common)),
         metering_app(MeteringSettings(**common)),
         finetune_app(
-            ft_settings(nats_url, data_dir),
+            # Holds renewed every 0.3 s: a long job's rolling settlement is exercised.
+            ft_settings(nats_url, data_dir).model_copy(update={"finetune_hold_renew_s": 0.3}),
             backends={"openai": OpenAIBackend(client, poll_s=0.05)},
         ),
         llm_app(
@@ -190,3 +193,32 @@ async def test_cancel_reaches_the_provider_and_failures_are_client_safe(
     finally:
         stub.state.fail_jobs = False
     assert "invalid_training_file" in job.error and KEY not in job.error
+
+
+async def test_a_long_job_settles_as_it_goes_and_the_total_is_exact(
+    services: list[Service],
+    client_broker: NatsBroker,
+    stub: FineTuningApiStub,
+    new_tenant_id: Callable[[str], str],
+) -> None:
+    tid = new_tenant_id("ftoail")
+    await tenant(client_broker, tid, Tier.ENTERPRISE)
+    stub.state.steps = 40  # about two seconds of polling: several hold renewals
+    try:
+        created = await submit(client_broker, tid)
+        assert created.job
+        job = await until(client_broker, tid, created.job.job_id, {JobState.SUCCEEDED})
+    finally:
+        stub.state.steps = 3
+    totals = await call(
+        client_broker,
+        subjects.service("metering", "totals", tid),
+        QueryMeteringTotals(tenant_id=tid),
+        MeteringTotals,
+        5,
+    )
+    price = DEFAULT_TABLE.price(f"training:{BASE}").input
+    remote = stub.job(job.provider_job_id)
+    # Several settlements (one cost event each), no hold left, and the sum is exact.
+    assert totals.requests_charged >= 2 and totals.in_flight == 0, totals
+    assert totals.spent_nanousd == job.cost_nanousd == remote["trained_tokens"] * price
