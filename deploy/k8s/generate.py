@@ -15,7 +15,10 @@ Design, in short:
 - Every secret is a file: each service mounts only its own Secret `tenantry-svc-<name>`
   (made by the overlay's secretGenerator from `python -m shared.provision`).
 - Probes are HTTP (shared.health): /livez (liveness, startup), /readyz (readiness).
-- audit keeps 2 replicas (one writer holding the lease, one warm standby) and no HPA.
+- audit runs one replica, replaced with the Recreate strategy, and no HPA: it is the
+  single ClickHouse writer, and a standby copy waits for the writer lease before it
+  starts, so it would never report ready and a rolling update would wait on it forever.
+  The lease still guards against two writers if two pods ever overlap.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ class Shape:
     autoscale: bool = True
     egress_https: bool = False  # calls an outside API (Anthropic, a fine-tuning API)
     public_port: int | None = None  # serves clients over HTTP on this port (not only NATS)
+    recreate: bool = False  # stop the old pod before starting the new one
 
 
 SHAPES: dict[str, Shape] = {
@@ -67,8 +71,8 @@ SHAPES: dict[str, Shape] = {
     # The HTTP door (services/api), once it is in SERVICES: clients reach it on 8000; its
     # health/metrics port stays 8080 (TENANTRY_API_PORT would default to 8080 too).
     "api": Shape("200m", "256Mi", "1", "512Mi", 2, 10, public_port=8000),
-    # One writer holds the lease; the second copy is a warm standby, not more throughput.
-    "audit": Shape("250m", "512Mi", "1", "1Gi", 2, 2, autoscale=False),
+    # The single writer (see the module docstring for why not a warm standby).
+    "audit": Shape("250m", "512Mi", "1", "1Gi", 1, 1, autoscale=False, recreate=True),
     # A sidecar of nats-server: one per NATS pod.
     "access": Shape("50m", "128Mi", "250m", "256Mi", 1, 1, autoscale=False),
 }
@@ -208,7 +212,11 @@ def deployment(name: str, shape: Shape) -> dict[str, Any]:
         "spec": {
             "replicas": shape.min_replicas,
             "selector": {"matchLabels": selector(name)},
-            "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": (
+                {"type": "Recreate"}
+                if shape.recreate
+                else {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+            ),
             "template": {
                 "metadata": {
                     "labels": {**labels(name), "tenantry/nats-client": "true"},

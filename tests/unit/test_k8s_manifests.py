@@ -104,6 +104,9 @@ def test_every_service_is_deployed_with_probes_resources_and_policies() -> None:
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert "access" not in hpas
+    # The single writer: one pod, the old one stopped (lease released) before the new one.
+    assert deployments["audit"]["spec"]["replicas"] == 1
+    assert deployments["audit"]["spec"]["strategy"] == {"type": "Recreate"}
     assert deployments["audit"]["spec"]["template"]["spec"]["containers"][0]["image"].startswith(
         "tenantry-audit:"
     )
