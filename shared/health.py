@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -112,7 +111,6 @@ class Health:
     service: Service
     state: State = State.STARTING
     checks: dict[str, Check] = field(default_factory=dict)
-    started_at: float = field(default_factory=time.monotonic)
 
     @classmethod
     def of(cls, service: Service) -> Health:
