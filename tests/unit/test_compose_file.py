@@ -265,3 +265,31 @@ def test_the_build_context_sends_what_the_dockerfile_copies() -> None:
     assert sent("services/gateway/app.py") and sent("deploy/clickhouse/001_database.sql")
     assert not sent(".venv/bin/python") and not sent("var/secrets/platform.json")
     assert not sent("shared/__pycache__/x.pyc")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the provision container runs as root (chown)")
+def test_the_provision_command_compose_runs_works(tmp_path: Path) -> None:
+    from shared.provision import main
+
+    spec = MODEL["services"]["provision"]
+    assert spec["user"] == "0:0" and spec["command"][:3] == ["python", "-m", "shared.provision"]
+    mounts = {m.split(":")[1]: m.split(":")[0] for m in spec["volumes"]}
+    assert mounts == {
+        "/state/nats": "nats-auth",
+        "/state/secrets": "platform-secrets",
+        "/nats-data": "nats-data",
+    }
+    # The container's paths, as folders here (the two /state volumes sit inside /state).
+    paths = {"/state": tmp_path / "state", "/nats-data": tmp_path / "nats-data"}
+    args = []
+    for arg in spec["command"][3:]:
+        for target, folder in paths.items():
+            arg = arg.replace(target, str(folder)) if target in arg else arg
+        args.append(arg)
+    assert main(args) == 0
+    secrets = tmp_path / "state" / "secrets"
+    for name in PLATFORM:
+        assert (secrets / "services" / name / "nats-password").stat().st_uid == 65534, name
+    assert (tmp_path / "nats-data").stat().st_uid == 65534
+    assert (tmp_path / "state" / "nats" / "auth.conf").stat().st_uid == 65534
+    assert (secrets / "grafana" / "admin-password").stat().st_uid == 472
