@@ -15,6 +15,7 @@ from typing import TypeVar
 from services.finetune import data, jobs
 from services.finetune.adapters import ArtifactStore, JobStore
 from services.finetune.backends import Backend
+from services.finetune.billing import training_model
 from services.finetune.jobs import Lifecycle
 from services.finetune.model import Example
 from services.finetune.ports import Ports, allow_model
@@ -24,7 +25,6 @@ from services.finetune.runner import (
     data_object,
     model_key,
     model_object,
-    training_model,
 )
 from shared.audit import AuditTrail
 from shared.bus import ServiceCallError

@@ -18,21 +18,16 @@ from datetime import timedelta
 from services.finetune import data, jobs
 from services.finetune.adapters import ArtifactStore, JobStore
 from services.finetune.backends import Backend, Progress, Trained, TrainingFailed
+from services.finetune.billing import Billing
 from services.finetune.jobs import Lifecycle
 from services.finetune.model import Cancelled
 from services.finetune.ports import Ports, allow_model
 from services.finetune.settings import FineTuneSettings
-from shared.bus import ServiceCallError
 from shared.logging import get_logger
 from shared.messages.base import new_id, utcnow
 from shared.messages.finetune import FineTuneJob, FineTuneModelInfo, JobState
 
 log = get_logger("tenantry.finetune.runner")
-
-
-def training_model(base_model: str) -> str:
-    """The price-table name of training on a base model."""
-    return f"training:{base_model}"
 
 
 def data_object(job_id: str) -> str:
@@ -62,6 +57,10 @@ class Runner:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
     _slots: asyncio.Semaphore | None = None
+
+    @property
+    def billing(self) -> Billing:
+        return Billing(self.store, self.lifecycle, self.ports, self.settings, self.worker_id)
 
     # -- starting and stopping ------------------------------------------------------
 
@@ -171,59 +170,8 @@ class Runner:
                 )
 
             beaten = await self.lifecycle.change(tenant_id, job_id, beat, new_id())
-            if beaten is not None and self._hold_due(beaten):
-                await self._renew_hold(beaten, progress)
-
-    # -- long jobs: rolling holds ---------------------------------------------------------
-
-    def _hold_due(self, job: FineTuneJob) -> bool:
-        if job.state is not JobState.RUNNING or job.worker != self.worker_id:
-            return False
-        if not job.reservation_id or job.held_at is None:
-            return False
-        age = (utcnow() - job.held_at).total_seconds()
-        return age > self.settings.finetune_hold_renew_s
-
-    async def _renew_hold(self, job: FineTuneJob, progress: Progress) -> None:
-        """Settle what was trained so far and hold the worst case of the rest: metering
-        forgets a hold after its TTL, and a job can outlive that (a remote one, hours)."""
-        trained = progress.tokens_trained
-        cost = await self._settle_hold(job, max(0, trained - job.settled_tokens))
-        remaining = max(1, job.training_tokens * job.epochs - trained)
-        request_id = new_id()
-        reservation, refusal = "", ""
-        try:
-            resolved = await self.ports.resolve(job.tenant_id, request_id)
-            if resolved.config is None:
-                refusal = "the tenant is gone"
-            else:
-                held = await self.ports.authorize(
-                    job.tenant_id,
-                    request_id,
-                    training_model(job.base_model),
-                    remaining,
-                    resolved.config.limits,
-                )
-                reservation = held.reservation_id
-                refusal = held.error.message if held.error else ""
-        except ServiceCallError as exc:
-            refusal = exc.info.message
-        if refusal:
-            log.warning("finetune.hold_refused", job_id=job.job_id, error=refusal)
-            progress.refused = f"training stopped: {refusal}"
-            progress.cancel.set()
-
-        def renewed(current: FineTuneJob) -> FineTuneJob | None:
-            return current.model_copy(
-                update={
-                    "reservation_id": reservation,
-                    "held_at": utcnow(),
-                    "settled_tokens": max(current.settled_tokens, trained),
-                    "cost_nanousd": current.cost_nanousd + cost,
-                }
-            )
-
-        await self.lifecycle.change(job.tenant_id, job.job_id, renewed, request_id)
+            if beaten is not None and self.billing.due(beaten):
+                await self.billing.renew(beaten, progress)
 
     # -- running one job --------------------------------------------------------------
 
@@ -306,7 +254,7 @@ class Runner:
             object_name=model_object(suffix) if trained.weights else "",
             created_at=utcnow(),
         )
-        cost = await self._settle(job, trained.tokens_trained)
+        cost = await self.billing.settle(job, trained.tokens_trained)
 
         def finish(current: FineTuneJob) -> FineTuneJob | None:
             if current.state is not JobState.RUNNING or current.worker != self.worker_id:
@@ -335,7 +283,7 @@ class Runner:
 
     async def close_without_model(self, job: FineTuneJob, tokens: int) -> None:
         """A job that ended without a model: charge what was trained, free its slot."""
-        cost = await self._settle(job, tokens)
+        cost = await self.billing.settle(job, tokens)
         if cost:
 
             def record(current: FineTuneJob) -> FineTuneJob | None:
@@ -345,27 +293,3 @@ class Runner:
 
             await self.lifecycle.change(job.tenant_id, job.job_id, record, new_id())
         await jobs.release_slot(self.store, job.tenant_id, job.job_id)
-
-    async def _settle(self, job: FineTuneJob, tokens: int) -> int:
-        """Settle the job's current hold for the tokens not yet settled; returns the job's
-        whole training cost (earlier holds included)."""
-        found = await self.store.job(job.tenant_id, job.job_id)
-        current = found[0] if found is not None else job
-        cost = await self._settle_hold(current, max(0, tokens - current.settled_tokens))
-        return current.cost_nanousd + cost
-
-    async def _settle_hold(self, job: FineTuneJob, tokens: int) -> int:
-        if not job.reservation_id:
-            return 0
-        try:
-            settled = await self.ports.settle(
-                job.tenant_id, new_id(), job.reservation_id, training_model(job.base_model), tokens
-            )
-        except ServiceCallError as exc:
-            # metering down: the hold expires on its own; ops see the line and the job.
-            log.warning("finetune.settle_failed", job_id=job.job_id, error=exc.info.message)
-            return 0
-        if not settled.ok:
-            log.warning("finetune.settle_refused", job_id=job.job_id, error=settled.error)
-            return 0
-        return settled.cost_nanousd
