@@ -12,8 +12,8 @@ from shared.messages.base import Envelope, Reply
 # A job id is a subject-safe token; a model id is "ft:<base>:<suffix>" (OpenAI's shape).
 JOB_ID = r"^ftjob-[a-f0-9]{16}$"
 # One create request carries the whole training file: it must fit in NATS's default
-# 1 MB payload with the envelope around it.
-MAX_TRAINING_BYTES = 800_000
+# 1 MB payload with the envelope around it, JSON escaping (quotes, newlines) included.
+MAX_TRAINING_BYTES = 600_000
 
 
 class JobState(StrEnum):
