@@ -156,12 +156,18 @@ def pod_env(container: dict[str, Any], secrets: Path) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("k8s-state") / "state"
+    provision(root, SERVICES)  # bcrypt for every user: once per module
+    return root
+
+
 @pytest.mark.parametrize("name", SERVICES)
 def test_settings_accept_the_pod_environment(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str, state: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    provision(tmp_path / "state", SERVICES)
-    secrets = tmp_path / "state" / "secrets" / "services" / name
+    secrets = state / "secrets" / "services" / name
     if name == "access":
         (nats,) = [
             d for d in DOCS if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "nats"
