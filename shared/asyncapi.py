@@ -24,10 +24,16 @@ from pydantic.json_schema import models_json_schema
 
 from shared import subjects
 from shared.messages.audit import AuditRecorded
-from shared.messages.completions import CompletionPublished, CreateCompletion
+from shared.messages.completions import (
+    CancelCompletion,
+    CompletionDelta,
+    CompletionPublished,
+    CreateCompletion,
+)
 from shared.messages.finetune import FineTuneChanged
 from shared.messages.leakage import FingerprintsChanged
 from shared.messages.lifecycle import TenantOffboarded, TenantOnboarded
+from shared.messages.llm import CancelModelCall, InvokeModel, ModelStreamed
 from shared.messages.metering import BudgetAlerted, CostRecorded
 from shared.messages.retrieval import DocumentsIngested, IngestDocuments
 
@@ -62,6 +68,35 @@ CATALOGUE: list[Channel] = [
         [CreateCompletion],
         [CompletionPublished],
         [("gateway.answerRequest", "receive", "gateway")],
+    ),
+    Channel(
+        subjects.ALL_STREAM_REQUESTS,
+        "A tenant's streamed request: on the reply inbox, scanned answer text as "
+        "CompletionDelta messages as the model produces it, then the completion.",
+        [CreateCompletion],
+        [CompletionDelta, CompletionPublished],
+        [("gateway.streamRequest", "receive", "gateway")],
+    ),
+    Channel(
+        subjects.ALL_CANCELS,
+        "Stop one of the tenant's streamed requests (every gateway listens; no reply).",
+        [CancelCompletion],
+        operations=[("gateway.cancelStream", "receive", "gateway")],
+    ),
+    Channel(
+        subjects.service_all("llm", "stream"),
+        "One model call streamed: ModelStreamed deltas on the caller's inbox, then a final "
+        "event with the usage.",
+        [InvokeModel],
+        [ModelStreamed],
+        [("llm.streamModel", "receive", "llm")],
+    ),
+    Channel(
+        subjects.service_all("llm", "cancel"),
+        "Stop a streamed model call (every llm replica listens; the usage so far is "
+        "reported in the call's final event).",
+        [CancelModelCall],
+        operations=[("llm.cancelModel", "receive", "llm")],
     ),
     Channel(
         subjects.ALL_INGESTS,

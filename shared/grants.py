@@ -127,7 +127,12 @@ GRANTS: dict[str, Grant] = {
     "api": Grant(
         # The HTTP door speaks for the tenant its API key belongs to, on that tenant's own
         # client subject, and reads the answer in that tenant's inbox.
-        publishes=(*_AUDITS, subjects.ALL_SYNC_REQUESTS),
+        publishes=(
+            *_AUDITS,
+            subjects.ALL_SYNC_REQUESTS,
+            subjects.ALL_STREAM_REQUESTS,
+            subjects.ALL_CANCELS,  # a client that hangs up stops its stream
+        ),
         calls=_svc("promptconfig", "resolve"),  # GET /v1/models: the tenant's models
         subscribes=(subjects.TENANT_INBOX_ROOT + ".*.>",),
         streams=(subjects.EVENTS_STREAM,),
@@ -145,10 +150,16 @@ GRANTS: dict[str, Grant] = {
             *_svc("metering", "authorize", "settle"),
             *_svc("retrieval", "search", "ingest"),
             *_svc("leakage", "scan"),
-            *_svc("llm", "invoke"),
+            *_svc("llm", "invoke", "stream", "cancel"),
         ),
         # The client-facing subjects (answered only on the tenant's own inbox).
-        subscribes=(subjects.ALL_REQUESTS, subjects.ALL_SYNC_REQUESTS, subjects.ALL_INGESTS),
+        subscribes=(
+            subjects.ALL_REQUESTS,
+            subjects.ALL_SYNC_REQUESTS,
+            subjects.ALL_STREAM_REQUESTS,
+            subjects.ALL_CANCELS,
+            subjects.ALL_INGESTS,
+        ),
         streams=(
             subjects.REQUESTS_STREAM,
             subjects.COMPLETIONS_STREAM,

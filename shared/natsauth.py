@@ -70,6 +70,8 @@ def tenant_user(tenant_id: str, password_hash: str) -> NatsUser:
         publish=[
             subjects.request(tenant_id),
             subjects.request_sync(tenant_id),
+            subjects.request_stream(tenant_id),
+            subjects.request_cancel(tenant_id),
             subjects.ingest(tenant_id),
         ],
         subscribe=[subjects.completions(tenant_id), subjects.tenant_inbox_prefix(tenant_id) + ".>"],
@@ -95,6 +97,8 @@ def ops_user(password_hash: str) -> NatsUser:
             "svc.>",
             subjects.ALL_REQUESTS,
             subjects.ALL_SYNC_REQUESTS,
+            subjects.ALL_STREAM_REQUESTS,
+            subjects.ALL_CANCELS,
             subjects.ALL_INGESTS,
         ],
         subscribe=["_INBOX.>", "_TINBOX.>", subjects.ALL_COMPLETIONS],

@@ -117,40 +117,111 @@ def tenant_door(
     is not worked and not answered, only audited."""
 
     def decorate(fn: Handler) -> Handler:
-        # no_reply: FastStream would publish the return value to whatever reply
-        # subject came in; the answer goes out below, only after the check.
-        @router.subscriber(subject, queue=queue, max_workers=max_workers, no_reply=True)
-        async def handler(msg: NatsMessage) -> None:
-            raw = msg.raw_message
-            token = subjects.tenant_from_subject(raw.subject, tenant_position)
-            reply = raw.reply or ""
-            if reply and not reply_allowed(reply, token):
-                await refuse_reply(trail, token, reply, action, raw.subject)
-                return
-            headers = raw.headers or {}
-            body = raw.data
-            if len(body) > max_body_bytes:
-                info = ErrorInfo(
-                    code=ErrorCode.PAYLOAD_TOO_LARGE,
-                    message=f"message body is {len(body)} bytes; the limit is {max_body_bytes}",
-                )
-                answer = await refusal(token, headers, b"", info)
-            else:
-                try:
-                    answer = await fn(raw.subject, headers, body)
-                except Exception:
-                    # The sender still gets an answer now (no redelivery on this path);
-                    # the traceback stays in the service log.
-                    log.exception("door.failed", action=action)
-                    info = ErrorInfo(
-                        code=ErrorCode.INTERNAL,
-                        message="internal error; please retry",
-                        retryable=True,
-                    )
-                    answer = await refusal(token, headers, body, info)
-            if reply:
-                await publish_reply(raw, answer)
+        async def work(raw: Msg, _: Send) -> bytes:
+            return await fn(raw.subject, raw.headers or {}, raw.data)
 
+        _door(
+            router,
+            subject,
+            trail,
+            action,
+            queue,
+            max_workers,
+            max_body_bytes,
+            refusal,
+            tenant_position,
+            work,
+        )
         return fn
 
     return decorate
+
+
+# A streaming handler: (subject, headers, body, send) -> the final answer's bytes; `send`
+# publishes an intermediate message on the same (checked) reply subject.
+Send = Callable[[bytes], Awaitable[None]]
+StreamHandler = Callable[[str, dict[str, str], bytes, Send], Awaitable[bytes]]
+
+
+def tenant_stream_door(
+    router: NatsRouter,
+    subject: str,
+    *,
+    trail: AuditTrail,
+    action: str,
+    queue: str,
+    max_workers: int,
+    max_body_bytes: int,
+    refusal: Refusal,
+    tenant_position: int = 1,
+) -> Callable[[StreamHandler], StreamHandler]:
+    """tenant_door for a streamed answer: any number of messages, then the final one,
+    all on the same checked reply subject."""
+
+    def decorate(fn: StreamHandler) -> StreamHandler:
+        async def work(raw: Msg, send: Send) -> bytes:
+            return await fn(raw.subject, raw.headers or {}, raw.data, send)
+
+        _door(
+            router,
+            subject,
+            trail,
+            action,
+            queue,
+            max_workers,
+            max_body_bytes,
+            refusal,
+            tenant_position,
+            work,
+        )
+        return fn
+
+    return decorate
+
+
+def _door(
+    router: NatsRouter,
+    subject: str,
+    trail: AuditTrail,
+    action: str,
+    queue: str,
+    max_workers: int,
+    max_body_bytes: int,
+    refusal: Refusal,
+    tenant_position: int,
+    work: Callable[[Msg, Send], Awaitable[bytes]],
+) -> None:
+    # no_reply: FastStream would publish the return value to whatever reply subject
+    # came in; answers go out below, only after the check.
+    @router.subscriber(subject, queue=queue, max_workers=max_workers, no_reply=True)
+    async def handler(msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        token = subjects.tenant_from_subject(raw.subject, tenant_position)
+        reply = raw.reply or ""
+        if reply and not reply_allowed(reply, token):
+            await refuse_reply(trail, token, reply, action, raw.subject)
+            return
+
+        async def send(data: bytes) -> None:
+            if reply:
+                await publish_reply(raw, data)
+
+        headers = raw.headers or {}
+        if len(raw.data) > max_body_bytes:
+            info = ErrorInfo(
+                code=ErrorCode.PAYLOAD_TOO_LARGE,
+                message=f"message body is {len(raw.data)} bytes; the limit is {max_body_bytes}",
+            )
+            answer = await refusal(token, headers, b"", info)
+        else:
+            try:
+                answer = await work(raw, send)
+            except Exception:
+                # The sender still gets an answer now (no redelivery on this path); the
+                # traceback stays in the service log.
+                log.exception("door.failed", action=action)
+                info = ErrorInfo(
+                    code=ErrorCode.INTERNAL, message="internal error; please retry", retryable=True
+                )
+                answer = await refusal(token, headers, raw.data, info)
+        await send(answer)

@@ -6,6 +6,8 @@ audit can all key on it):
   tenant.<tid>.request                 client -> gateway intake, which queues it durably
   intake.<tid>.request                 gateway intake -> JetStream -> gateway workers
   tenant.<tid>.request.sync            client -> gateway, core request/reply
+  tenant.<tid>.request.stream          client -> gateway, deltas then the completion
+  tenant.<tid>.request.cancel          client -> every gateway: stop a streamed request
   tenant.<tid>.completion.<request_id> gateway -> client, JetStream (kept 1 day)
   tenant.<tid>.ingest                  client -> gateway, request/reply
   svc.<service>.<verb>.<tid>           service <-> service, request/reply
@@ -37,6 +39,8 @@ ALL_REQUESTS = "tenant.*.request"
 ALL_QUEUED_REQUESTS = "intake.*.request"
 ALL_COMPLETIONS = "tenant.*.completion.>"
 ALL_SYNC_REQUESTS = "tenant.*.request.sync"
+ALL_STREAM_REQUESTS = "tenant.*.request.stream"
+ALL_CANCELS = "tenant.*.request.cancel"
 ALL_INGESTS = "tenant.*.ingest"
 ALL_EVENTS = "evt.>"
 ALL_BUDGET_EVENTS = "evt.*.budget"
@@ -65,6 +69,16 @@ def request(tenant_id: str) -> str:
 
 def request_sync(tenant_id: str) -> str:
     return f"tenant.{validate_tenant_id(tenant_id)}.request.sync"
+
+
+def request_stream(tenant_id: str) -> str:
+    """Streamed request/reply: answer deltas, then the completion, on the reply inbox."""
+    return f"tenant.{validate_tenant_id(tenant_id)}.request.stream"
+
+
+def request_cancel(tenant_id: str) -> str:
+    """Stop one of the tenant's streamed requests (every gateway listens)."""
+    return f"tenant.{validate_tenant_id(tenant_id)}.request.cancel"
 
 
 def queued_request_for_token(raw_tenant_token: str) -> str:

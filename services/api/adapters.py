@@ -14,7 +14,12 @@ from nats.js.kv import KeyValue
 from shared import apikeys, subjects
 from shared.bus import ServiceCallError, call
 from shared.messages.base import ErrorCode, ErrorInfo
-from shared.messages.completions import CompletionPublished, CreateCompletion
+from shared.messages.completions import (
+    CancelCompletion,
+    CompletionDelta,
+    CompletionPublished,
+    CreateCompletion,
+)
 from shared.messages.tenants import ResolveTenant, TenantResolved
 
 
@@ -50,12 +55,18 @@ class Gateway:
         self._timeout_s = timeout_s
         self._me = f"api{secrets.token_hex(6)}"
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._streams: dict[str, asyncio.Queue[Msg]] = {}
 
     async def start(self) -> None:
         await self._nc.subscribe(f"{subjects.TENANT_INBOX_ROOT}.*.{self._me}.*", cb=self._on)
 
     async def _on(self, msg: Msg) -> None:
-        waiter = self._waiting.pop(msg.subject.rsplit(".", 1)[-1], None)
+        token = msg.subject.rsplit(".", 1)[-1]
+        queue = self._streams.get(token)
+        if queue is not None:
+            queue.put_nowait(msg)
+            return
+        waiter = self._waiting.pop(token, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(msg)
 
@@ -91,6 +102,19 @@ class Gateway:
             )
         return CompletionPublished.model_validate_json(reply.data)
 
+    async def stream(self, request: CreateCompletion) -> Stream:
+        """Start a streamed request; read it with Stream.next, end it with Stream.close."""
+        token = secrets.token_hex(8)
+        inbox = f"{subjects.tenant_inbox_prefix(request.tenant_id)}.{self._me}.{token}"
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._streams[token] = queue
+        await self._nc.publish(
+            subjects.request_stream(request.tenant_id),
+            request.model_dump_json().encode(),
+            reply=inbox,
+        )
+        return Stream(self, token, request, queue)
+
     async def models(self, tenant_id: str) -> TenantResolved:
         return await call(
             self._nc,
@@ -99,3 +123,46 @@ class Gateway:
             TenantResolved,
             self._timeout_s,
         )
+
+
+class Stream:
+    """The gateway's events for one streamed request: scanned text deltas, then the
+    completion. Closing it before the end tells the gateway to stop (the client left)."""
+
+    def __init__(
+        self, gateway: Gateway, token: str, request: CreateCompletion, queue: asyncio.Queue[Msg]
+    ) -> None:
+        self._gateway, self._token, self._request, self._queue = gateway, token, request, queue
+        self.finished = False
+
+    async def next(self) -> CompletionDelta | CompletionPublished:
+        try:
+            msg = await asyncio.wait_for(self._queue.get(), self._gateway._timeout_s)
+        except TimeoutError:
+            raise ServiceCallError(
+                ErrorInfo(
+                    code=ErrorCode.UNAVAILABLE,
+                    message=f"no answer from the platform within {self._gateway._timeout_s:g}s",
+                    retryable=True,
+                )
+            ) from None
+        if msg.headers and msg.headers.get("Status") == "503":
+            raise ServiceCallError(
+                ErrorInfo(
+                    code=ErrorCode.UNAVAILABLE, message="the gateway is not running", retryable=True
+                )
+            )
+        if msg.data.startswith(b'{"type":"delta"'):
+            return CompletionDelta.model_validate_json(msg.data)
+        self.finished = True
+        return CompletionPublished.model_validate_json(msg.data)
+
+    async def close(self) -> None:
+        self._gateway._streams.pop(self._token, None)
+        if not self.finished:
+            stop = CancelCompletion(
+                tenant_id=self._request.tenant_id, request_id=self._request.request_id
+            )
+            await self._gateway._nc.publish(
+                subjects.request_cancel(stop.tenant_id), stop.model_dump_json().encode()
+            )

@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.messages.completions import ClientInfo, CompletionPublished, CreateCompletion
+from shared.messages.base import ErrorCode, ErrorInfo
+from shared.messages.completions import (
+    ClientInfo,
+    CompletionDelta,
+    CompletionPublished,
+    CreateCompletion,
+)
 
 MAX_QUESTION_CHARS = 32_000
 
@@ -204,63 +210,87 @@ def _openai_usage(done: CompletionPublished) -> dict[str, int]:
     }
 
 
-def pieces(text: str, size: int = 24) -> Iterator[str]:
-    """The answer in word-aligned pieces for a stream's deltas."""
-    start = 0
-    while start < len(text):
-        end = min(len(text), start + size)
-        if end < len(text):
-            space = text.rfind(" ", start, end)
-            end = space + 1 if space > start else end
-        yield text[start:end]
-        start = end
-
-
 def sse(event: str | None, data: dict[str, Any] | str) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {payload}\n\n".encode()
 
 
-def anthropic_stream(done: CompletionPublished, max_tokens: int | None) -> Iterator[bytes]:
-    message = anthropic_message(done, max_tokens)
-    start = {**message, "content": [], "stop_reason": None}
-    start["usage"] = {**message["usage"], "output_tokens": 0}
+Events = AsyncIterator[CompletionDelta | CompletionPublished]
+
+
+def _error_body(info: ErrorInfo, api: str) -> dict[str, Any]:
+    if api == "anthropic":
+        kind = "overloaded_error" if info.code is ErrorCode.UNAVAILABLE else "api_error"
+        if info.code in (ErrorCode.LEAKAGE_BLOCKED, ErrorCode.CANCELLED):
+            kind = "invalid_request_error"
+        return {"type": "error", "error": {"type": kind, "message": info.message}}
+    return {"error": {"message": info.message, "type": "server_error", "code": info.code.value}}
+
+
+async def anthropic_stream(events: Events, model: str, request_id: str) -> AsyncIterator[bytes]:
+    """Anthropic's SSE events, each delta sent as it arrives from the gateway. A
+    refusal after text went out (a leakage block mid-stream) is an `error` event."""
+    usage = {"input_tokens": 0, "output_tokens": 0}
+    start: dict[str, Any] = {
+        "id": f"msg_{request_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage,
+    }
     yield sse("message_start", {"type": "message_start", "message": start})
-    block = {"type": "text", "text": ""}
-    yield sse(
-        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
-    )
-    for piece in pieces(done.text):
-        delta = {"type": "content_block_delta", "index": 0}
-        yield sse("content_block_delta", {**delta, "delta": {"type": "text_delta", "text": piece}})
-    yield sse("content_block_stop", {"type": "content_block_stop", "index": 0})
-    yield sse(
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-            "usage": {"output_tokens": done.usage.output_tokens},
-        },
-    )
-    yield sse("message_stop", {"type": "message_stop"})
+    block = {"type": "content_block_start", "index": 0}
+    yield sse("content_block_start", {**block, "content_block": {"type": "text", "text": ""}})
+    async for event in events:
+        if isinstance(event, CompletionDelta):
+            delta = {"type": "content_block_delta", "index": 0}
+            text = {"type": "text_delta", "text": event.text}
+            yield sse("content_block_delta", {**delta, "delta": text})
+            continue
+        if event.error is not None:
+            yield sse("error", _error_body(event.error, "anthropic"))
+            return
+        yield sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+        final = anthropic_message(event, None)
+        yield sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": final["stop_reason"], "stop_sequence": None},
+                "usage": final["usage"],
+            },
+        )
+        yield sse("message_stop", {"type": "message_stop"})
 
 
-def openai_stream(
-    done: CompletionPublished, max_tokens: int | None, include_usage: bool
-) -> Iterator[bytes]:
-    full = openai_completion(done, max_tokens)
-    base = {"id": full["id"], "object": "chat.completion.chunk", "created": full["created"]}
-    base["model"] = done.model
+async def openai_stream(
+    events: Events, model: str, request_id: str, include_usage: bool
+) -> AsyncIterator[bytes]:
+    base = {
+        "id": f"chatcmpl-{request_id}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         return sse(None, {**base, "choices": [choice]})
 
     yield chunk({"role": "assistant", "content": ""}, None)
-    for piece in pieces(done.text):
-        yield chunk({"content": piece}, None)
-    yield chunk({}, full["choices"][0]["finish_reason"])
-    if include_usage:
-        yield sse(None, {**base, "choices": [], "usage": full["usage"]})
-    yield sse(None, "[DONE]")
+    async for event in events:
+        if isinstance(event, CompletionDelta):
+            yield chunk({"content": event.text}, None)
+            continue
+        if event.error is not None:
+            yield sse(None, _error_body(event.error, "openai"))
+            return
+        base["model"] = event.model
+        yield chunk({}, "stop")
+        if include_usage:
+            yield sse(None, {**base, "choices": [], "usage": _openai_usage(event)})
+        yield sse(None, "[DONE]")

@@ -4,7 +4,7 @@ The tenant is the key's tenant and nothing else: no body field or header names i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -28,9 +28,17 @@ from shared.tenancy import UNATTRIBUTED
 SERVICE = "api"
 SSE = "text/event-stream"
 
-Render = Callable[[CompletionPublished], Response]
+@dataclass(frozen=True)
+class Rendering:
+    """How one API renders the answer: whole, or as its own SSE events."""
+
+    stream: bool
+    whole: Callable[[CompletionPublished], Response]
+    live: Callable[[formats.Events], AsyncIterator[bytes]]
+
+
 # (tenant, body, client) -> the platform's request and how to render its answer
-Translate = Callable[[str, bytes, ClientInfo], tuple[CreateCompletion, Render]]
+Translate = Callable[[str, bytes, ClientInfo], tuple[CreateCompletion, Rendering]]
 
 
 @dataclass
@@ -97,43 +105,76 @@ def build_app(deps: Deps) -> Starlette:
         if isinstance(body, Response):
             return body
         try:
-            create, render = translate(tenant, body, client_info(request))
+            create, rendering = translate(tenant, body, client_info(request))
         except formats.BadRequest as bad:
             info = ErrorInfo(code=ErrorCode.MALFORMED_REQUEST, message=str(bad))
             return error_response(info, api)
+        if rendering.stream:
+            return await stream(create, rendering, api)
         try:
             done = await deps.gateway.complete(create)
         except ServiceCallError as failed:
             return error_response(failed.info, api)
         if done.error is not None:
             return error_response(done.error, api)
-        return render(done)
+        return rendering.whole(done)
 
-    def anthropic(tenant: str, body: bytes, client: ClientInfo) -> tuple[CreateCompletion, Render]:
+    async def stream(create: CreateCompletion, rendering: Rendering, api: Api) -> Response:
+        """Refusals before any text (limits, unknown model...) are plain HTTP errors; after
+        the first text, the stream carries them. A client that hangs up stops the call."""
+        events = await deps.gateway.stream(create)
+        try:
+            first = await events.next()
+        except ServiceCallError as failed:
+            await events.close()
+            return error_response(failed.info, api)
+        if isinstance(first, CompletionPublished) and first.error is not None:
+            await events.close()
+            return error_response(first.error, api)
+
+        async def all_events() -> formats.Events:
+            yield first
+            while not events.finished:
+                try:
+                    yield await events.next()
+                except ServiceCallError as failed:
+                    yield CompletionPublished(
+                        tenant_id=create.tenant_id, request_id=create.request_id, error=failed.info
+                    )
+                    return
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in rendering.live(all_events()):
+                    yield chunk
+            finally:
+                await events.close()  # before the end: the client left; stop the model
+
+        return StreamingResponse(body(), 200, media_type=SSE)
+
+    def anthropic(
+        tenant: str, body: bytes, client: ClientInfo
+    ) -> tuple[CreateCompletion, Rendering]:
         req = formats.anthropic_request(body)
         create = formats.anthropic_to_platform(tenant, req, client)
+        return create, Rendering(
+            stream=req.stream,
+            whole=lambda done: JSONResponse(formats.anthropic_message(done, req.max_tokens)),
+            live=lambda events: formats.anthropic_stream(events, req.model, create.request_id),
+        )
 
-        def render(done: CompletionPublished) -> Response:
-            if req.stream:
-                events = formats.anthropic_stream(done, req.max_tokens)
-                return StreamingResponse(events, 200, media_type=SSE)
-            return JSONResponse(formats.anthropic_message(done, req.max_tokens))
-
-        return create, render
-
-    def openai(tenant: str, body: bytes, client: ClientInfo) -> tuple[CreateCompletion, Render]:
+    def openai(
+        tenant: str, body: bytes, client: ClientInfo
+    ) -> tuple[CreateCompletion, Rendering]:
         req = formats.openai_request(body)
         create = formats.openai_to_platform(tenant, req, client)
         cap = req.max_completion_tokens or req.max_tokens
-
-        def render(done: CompletionPublished) -> Response:
-            if req.stream:
-                usage = bool((req.stream_options or {}).get("include_usage"))
-                events = formats.openai_stream(done, cap, usage)
-                return StreamingResponse(events, 200, media_type=SSE)
-            return JSONResponse(formats.openai_completion(done, cap))
-
-        return create, render
+        usage = bool((req.stream_options or {}).get("include_usage"))
+        return create, Rendering(
+            stream=req.stream,
+            whole=lambda done: JSONResponse(formats.openai_completion(done, cap)),
+            live=lambda events: formats.openai_stream(events, req.model, create.request_id, usage),
+        )
 
     async def messages(request: Request) -> Response:
         return await complete(request, "anthropic", anthropic)

@@ -10,7 +10,7 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import NatsBroker, NatsMessage, NatsRouter, PullSub
 from pydantic import ValidationError
 
-from services.gateway import durable, intake, pipeline
+from services.gateway import durable, intake, pipeline, streaming
 from services.gateway.ports import Ports
 from services.gateway.refusals import RecentRefusals
 from services.gateway.settings import GatewaySettings
@@ -27,10 +27,15 @@ from shared.bus import (
 from shared.logging import bound, get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
-from shared.messages.completions import CompletionPublished
+from shared.messages.completions import (
+    CancelCompletion,
+    CompletionDelta,
+    CompletionPublished,
+    CreateCompletion,
+)
 from shared.messages.retrieval import DocumentsIngested, IngestDocuments
 from shared.messages.tenants import ResolveTenant
-from shared.replies import Handler, Refusal, tenant_door
+from shared.replies import Handler, Refusal, Send, tenant_door, tenant_stream_door
 from shared.service import error_reply, summarise_validation
 from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
 
@@ -48,9 +53,13 @@ class Deps:
     ports: Ports
     trail: AuditTrail
     refusals: RecentRefusals = field(default_factory=RecentRefusals)
+    # Streamed requests in progress, by (tenant, request id): what a cancel stops.
+    streams: dict[tuple[str, str], asyncio.Task[pipeline.Outcome]] = field(default_factory=dict)
 
 
 Deliver = Callable[[CompletionPublished], Awaitable[None]]
+# How an admitted request is answered, when not by pipeline.answer (streamed requests).
+Work = Callable[[CreateCompletion], Awaitable[pipeline.Outcome]]
 
 
 async def _returned_as_reply(_: CompletionPublished) -> None:
@@ -63,6 +72,7 @@ async def handle_request(
     body: bytes,
     deliver: Deliver = _returned_as_reply,
     fallback_id: str | None = None,
+    work: Work | None = None,
 ) -> CompletionPublished:
     """Everything one request needs, whichever way it arrived; never raises for bad input.
 
@@ -89,7 +99,10 @@ async def handle_request(
         await asyncio.gather(deliver(rejected), audited)
         return rejected
     with bound(parsed.tenant_id, parsed.request_id):
-        outcome = await pipeline.answer(parsed, deps.ports, deps.settings, deps.refusals)
+        if work is None:
+            outcome = await pipeline.answer(parsed, deps.ports, deps.settings, deps.refusals)
+        else:
+            outcome = await work(parsed)
         done = outcome.completion
         audited = deps.trail.record(
             tenant_id=parsed.tenant_id,
@@ -185,6 +198,54 @@ async def _deny(
         error=info.message,
         details={"error_code": info.code.value, "raw_tenant": raw_tenant},
     )
+
+
+def streamed(deps: Deps, send: Send) -> Work:
+    """Answer an admitted request as a stream: scanned text as CompletionDelta messages
+    through `send`, then (returned) the outcome. A cancel from the client stops it."""
+
+    async def work(req: CreateCompletion) -> pipeline.Outcome:
+        seq = 0
+
+        async def send_text(text: str) -> None:
+            nonlocal seq
+            delta = CompletionDelta(request_id=req.request_id, seq=seq, text=text)
+            await send(delta.model_dump_json().encode())
+            seq += 1
+
+        key = (req.tenant_id, req.request_id)
+        task = asyncio.create_task(
+            streaming.stream_answer(req, deps.ports, deps.settings, deps.refusals, send_text)
+        )
+        deps.streams[key] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the gateway is stopping
+            info = ErrorInfo(code=ErrorCode.CANCELLED, message="cancelled by the client")
+            error = CompletionPublished(tenant_id=req.tenant_id, request_id=req.request_id)
+            return pipeline.Outcome(error.model_copy(update={"error": info}), 0.0)
+        finally:
+            deps.streams.pop(key, None)
+
+    return work
+
+
+def cancel_stream(deps: Deps, subject: str, body: bytes) -> None:
+    """A client's cancel, on its own tenant's subject only (tenants cannot publish on
+    another's), names the request; a malformed one is ignored."""
+    try:
+        stop = CancelCompletion.model_validate_json(body)
+    except ValidationError:
+        return
+    if subjects.tenant_from_subject(subject, 1) != stop.tenant_id:
+        return
+    task = deps.streams.get((stop.tenant_id, stop.request_id))
+    if task is not None:
+        log.info("stream.cancelled")
+        task.cancel()
 
 
 def failed_completion(raw_tenant: str, body: bytes, fallback_id: str | None) -> CompletionPublished:
@@ -313,6 +374,27 @@ def build_router(deps: Deps) -> NatsRouter:
         rid = intake.request_id_of(body, intake.message_id_of(headers))
         await _deny(deps, tid, rid, info, describe_raw(raw_tenant), AuditEventType.API_CALL)
         return error_reply(DocumentsIngested, tid, rid, info).model_dump_json().encode()
+
+    @tenant_stream_door(
+        router,
+        subjects.ALL_STREAM_REQUESTS,
+        trail=deps.trail,
+        action=ask,
+        queue=SERVICE,
+        max_workers=workers,
+        max_body_bytes=most,
+        refusal=refuse_as_completion,
+    )
+    async def on_stream_request(
+        subject: str, headers: dict[str, str], body: bytes, send: Send
+    ) -> bytes:
+        done = await handle_request(deps, subject, body, work=streamed(deps, send))
+        return done.model_dump_json().encode()
+
+    # Every gateway: the one running the stream stops it. No answer is sent.
+    @router.subscriber(subjects.ALL_CANCELS, no_reply=True)
+    async def on_cancel(msg: NatsMessage) -> None:
+        cancel_stream(deps, msg.raw_message.subject, msg.raw_message.data)
 
     ingest_workers, ingest_most = max(1, workers // 8), settings.max_ingest_bytes
 

@@ -18,7 +18,7 @@ from shared.messages.base import ErrorCode, ErrorInfo, Reply
 from shared.messages.completions import Citation, CompletionPublished, CreateCompletion, Usage
 from shared.messages.leakage import ScanLocation, ScanText, TextScanned, Verdict
 from shared.messages.llm import ChatMessage, InvokeModel
-from shared.messages.metering import AuthorizeRequest, SettleUsage, UsageSettled
+from shared.messages.metering import AuthorizeRequest, CallOutcome, SettleUsage, UsageSettled
 from shared.messages.retrieval import Chunk, ChunksFound, SearchChunks
 from shared.messages.tenants import ResolveTenant, TenantConfig
 
@@ -82,13 +82,46 @@ def _error(req: CreateCompletion, info: ErrorInfo) -> CompletionPublished:
     return CompletionPublished(tenant_id=req.tenant_id, request_id=req.request_id, error=info)
 
 
-async def _answer(
+@dataclass(frozen=True)
+class Admitted:
+    """A request cleared to call the model: its reservation is held until settled."""
+
+    ids: dict[str, str]
+    config: TenantConfig
+    model: str
+    max_tokens: int
+    system: str
+    reservation_id: str
+    chunks: list[Chunk]
+    prompt: TextScanned
+
+    def invocation(self) -> InvokeModel:
+        return InvokeModel(
+            **self.ids,
+            model=self.model,
+            allowed_models=self.config.allowed_models,
+            system=self.system,
+            messages=[ChatMessage(role="user", content=self.prompt.text)],
+            max_tokens=self.max_tokens,
+            context=self.chunks,
+        )
+
+    def citations(self) -> list[Citation]:
+        return [
+            Citation(document_id=c.document_id, chunk_id=c.chunk_id, score=c.score)
+            for c in self.chunks
+        ]
+
+
+async def admit(
     req: CreateCompletion,
     ports: Ports,
     settings: GatewaySettings,
     refusals: RecentRefusals,
     laps: Laps,
-) -> Outcome:
+) -> Admitted:
+    """Look up, authorise (reserve), retrieve and scan the prompt: everything before the
+    model is called. A failure after the reservation releases it (settled at zero)."""
     ids = {"tenant_id": req.tenant_id, "request_id": req.request_id}
     resolved = await ports.resolve(ResolveTenant(**ids))
     laps.lap("resolve")
@@ -125,7 +158,6 @@ async def _answer(
         refusals.refused(req.tenant_id)
     _checked(authorized)
 
-    usage, answered_by = Usage(), model
     try:
         chunks: list[Chunk] = []
         if search is not None:
@@ -144,30 +176,46 @@ async def _answer(
             ),
         )
         laps.lap("scan_prompt")
-        invoked = await ports.invoke(
-            InvokeModel(
-                **ids,
-                model=model,
-                allowed_models=config.allowed_models,
-                system=resolved.system_prompt,
-                messages=[ChatMessage(role="user", content=prompt.text)],
-                max_tokens=max_tokens,
-                context=chunks,
-            )
-        )
+    except BaseException:
+        await _settle(ports, ids, authorized.reservation_id, model, Usage())
+        raise
+    return Admitted(
+        ids=ids,
+        config=config,
+        model=model,
+        max_tokens=max_tokens,
+        system=resolved.system_prompt,
+        reservation_id=authorized.reservation_id,
+        chunks=chunks,
+        prompt=prompt,
+    )
+
+
+async def _answer(
+    req: CreateCompletion,
+    ports: Ports,
+    settings: GatewaySettings,
+    refusals: RecentRefusals,
+    laps: Laps,
+) -> Outcome:
+    ok = await admit(req, ports, settings, refusals, laps)
+    ids = ok.ids
+    usage, answered_by = Usage(), ok.model
+    try:
+        invoked = await ports.invoke(ok.invocation())
         laps.lap("invoke")
-        usage, answered_by = invoked.usage, invoked.model or model
+        usage, answered_by = invoked.usage, invoked.model or ok.model
         _checked(invoked)
     except BaseException:
         # Always settle: releases the reservation, and charges whatever tokens were
-        # used even when a step (or the model itself) failed.
-        await _settle(ports, ids, authorized.reservation_id, answered_by, usage)
+        # used even when the model itself failed.
+        await _settle(ports, ids, ok.reservation_id, answered_by, usage)
         raise
     # The response scan and the settle need only the model's answer: run them at once.
     # The call is charged whatever the scan decides (the tokens were used).
     scanned, settled = await asyncio.gather(
         _scan(ports, ScanText(**ids, location=ScanLocation.RESPONSE, text=invoked.text)),
-        _settle(ports, ids, authorized.reservation_id, answered_by, usage),
+        _settle(ports, ids, ok.reservation_id, answered_by, usage),
         return_exceptions=True,
     )
     laps.lap("scan_response_and_settle")
@@ -182,19 +230,25 @@ async def _answer(
         model=answered_by,
         usage=usage,
         cost_nanousd=settled.cost_nanousd,
-        citations=[
-            Citation(document_id=c.document_id, chunk_id=c.chunk_id, score=c.score) for c in chunks
-        ],
-        redactions=sum(f.action is Verdict.REDACT for f in prompt.findings + scanned.findings),
+        citations=ok.citations(),
+        redactions=sum(f.action is Verdict.REDACT for f in ok.prompt.findings + scanned.findings),
     )
-    return Outcome(completion, 0.0, len(chunks), len(prompt.findings) + len(scanned.findings))
+    findings = len(ok.prompt.findings) + len(scanned.findings)
+    return Outcome(completion, 0.0, len(ok.chunks), findings)
 
 
 async def _settle(
-    ports: Ports, ids: dict[str, str], reservation_id: str, model: str, usage: Usage
+    ports: Ports,
+    ids: dict[str, str],
+    reservation_id: str,
+    model: str,
+    usage: Usage,
+    outcome: CallOutcome = CallOutcome.COMPLETED,
 ) -> UsageSettled:
     return await ports.settle(
-        SettleUsage(**ids, reservation_id=reservation_id, model=model, usage=usage)
+        SettleUsage(
+            **ids, reservation_id=reservation_id, model=model, usage=usage, outcome=outcome
+        )
     )
 
 

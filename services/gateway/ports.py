@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from faststream.nats import NatsBroker
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from services.gateway.tenants import TenantCache
 from shared import subjects
-from shared.bus import call
+from shared.bus import ServiceCallError, call
+from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.leakage import ScanText, TextScanned
-from shared.messages.llm import InvokeModel, ModelInvoked
+from shared.messages.llm import CancelModelCall, InvokeModel, ModelInvoked, ModelStreamed
 from shared.messages.metering import AuthorizeRequest, RequestAuthorized, SettleUsage, UsageSettled
 from shared.messages.retrieval import (
     ChunksFound,
@@ -21,6 +27,12 @@ from shared.messages.retrieval import (
 from shared.messages.tenants import ResolveTenant, TenantResolved
 
 
+class ModelCall(Protocol):
+    async def next(self) -> ModelStreamed:
+        """The next event of a streamed call; raises ServiceCallError if none comes."""
+        ...
+
+
 class Ports(Protocol):
     async def resolve(self, msg: ResolveTenant) -> TenantResolved: ...
     async def authorize(self, msg: AuthorizeRequest) -> RequestAuthorized: ...
@@ -29,6 +41,8 @@ class Ports(Protocol):
     async def invoke(self, msg: InvokeModel) -> ModelInvoked: ...
     async def settle(self, msg: SettleUsage) -> UsageSettled: ...
     async def ingest(self, msg: IngestDocuments) -> DocumentsIngested: ...
+    def invoke_stream(self, msg: InvokeModel) -> AbstractAsyncContextManager[ModelCall]: ...
+    async def cancel_model(self, msg: CancelModelCall) -> None: ...
 
 
 class BusPorts:
@@ -81,3 +95,55 @@ class BusPorts:
         subject = subjects.service("retrieval", "ingest", msg.tenant_id)
         # Embedding a large batch takes a while; give it the model-sized budget.
         return await call(self._broker, subject, msg, DocumentsIngested, self._model_timeout)
+
+    def invoke_stream(self, msg: InvokeModel) -> AbstractAsyncContextManager[ModelCall]:
+        subject = subjects.service("llm", "stream", msg.tenant_id)
+        return BusModelCall(self._broker.connection, subject, msg, self._model_timeout)
+
+    async def cancel_model(self, msg: CancelModelCall) -> None:
+        subject = subjects.service("llm", "cancel", msg.tenant_id)
+        await self._broker.connection.publish(subject, msg.model_dump_json().encode())
+
+
+class BusModelCall:
+    """One streamed llm call: its events queue up on a private inbox, so a wait that was
+    interrupted (the client went away) can still read the final event afterwards."""
+
+    def __init__(self, nc: NatsClient, subject: str, msg: InvokeModel, timeout_s: float) -> None:
+        self._nc, self._subject, self._msg, self._timeout = nc, subject, msg, timeout_s
+        self._events: asyncio.Queue[Msg] = asyncio.Queue()
+        self._sub: Subscription | None = None
+
+    async def __aenter__(self) -> BusModelCall:
+        inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(inbox, cb=self._arrived)
+        await self._nc.publish(self._subject, self._msg.model_dump_json().encode(), reply=inbox)
+        return self
+
+    async def _arrived(self, msg: Msg) -> None:
+        self._events.put_nowait(msg)
+
+    async def next(self) -> ModelStreamed:
+        try:
+            msg = await asyncio.wait_for(self._events.get(), self._timeout)
+        except TimeoutError:
+            raise ServiceCallError(
+                ErrorInfo(
+                    code=ErrorCode.UNAVAILABLE,
+                    message=f"the llm service sent nothing for {self._timeout:g}s",
+                    retryable=True,
+                )
+            ) from None
+        if msg.headers and msg.headers.get("Status") == "503":
+            raise ServiceCallError(
+                ErrorInfo(
+                    code=ErrorCode.UNAVAILABLE,
+                    message="the llm service is not running",
+                    retryable=True,
+                )
+            )
+        return ModelStreamed.model_validate_json(msg.data)
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()

@@ -32,6 +32,20 @@ class GatewaySettings(TenantrySettings):
         le=60,
         description="How long the intake waits for JetStream to store a durable request.",
     )
+    stream_hold_chars: int = Field(
+        default=128,
+        ge=16,
+        le=10_000,
+        description="A streamed answer's last characters held back until scanned with what "
+        "follows: longer than any span leakage redacts (keys, emails, names), so no "
+        "finding is ever split across what went out and what did not.",
+    )
+    stream_step_chars: int = Field(
+        default=32,
+        ge=1,
+        le=10_000,
+        description="New characters between two scans of a streamed answer.",
+    )
     config_cache: bool = Field(
         default=True,
         description="Serve tenant configs from a watched in-memory copy of the tenants "

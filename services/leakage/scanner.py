@@ -10,6 +10,7 @@ from services.leakage.canary import Canaries
 from services.leakage.detectors import Detector, Hit
 from shared.messages.audit import DetailValue
 from shared.messages.leakage import Finding, ScanLocation, ScanText, Verdict
+from shared.redaction import redact
 
 # Platform defaults. Another tenant's identity or data stops the request; a secret or
 # PII is cut out and the request goes on. A detector missing here fails closed (BLOCK).
@@ -26,8 +27,6 @@ POLICY: Mapping[str, Verdict] = {
 # each other; a chunk from another tenant's collection is never legitimate.)
 FIXED: frozenset[str] = frozenset({"foreign_chunk", "canary"})
 _STRENGTH = {Verdict.ALLOW: 0, Verdict.FLAG: 1, Verdict.REDACT: 2, Verdict.BLOCK: 3}
-# Typed placeholders readers understand; other findings get [DETECTOR:kind].
-_PLACEHOLDERS = {"pii": "[{kind}]", "foreign_content": "[FOREIGN_CONTENT]"}
 
 PolicySource = Callable[[str], Mapping[str, str]]
 
@@ -37,29 +36,6 @@ class ScanResult:
     verdict: Verdict
     text: str  # redacted; empty when blocked, so blocked text cannot be forwarded by mistake
     findings: list[Finding]
-
-
-def placeholder(finding: Finding) -> str:
-    template = _PLACEHOLDERS.get(finding.detector, "[{detector}:{kind_lower}]")
-    return template.format(
-        kind=finding.kind.upper(), detector=finding.detector.upper(), kind_lower=finding.kind
-    )
-
-
-def redact(text: str, findings: Sequence[Finding]) -> str:
-    """Replace every REDACT span with its typed placeholder; overlapping spans merge."""
-    pieces: list[str] = []
-    cursor = 0
-    for finding in sorted(findings, key=lambda f: (f.start, -f.end)):
-        if finding.action is not Verdict.REDACT or finding.end <= finding.start:
-            continue
-        if finding.start < cursor:
-            cursor = max(cursor, finding.end)  # already covered by the previous placeholder
-            continue
-        pieces += [text[cursor : finding.start], placeholder(finding)]
-        cursor = finding.end
-    pieces.append(text[cursor:])
-    return "".join(pieces)
 
 
 def action_for(hit: Hit, overrides: Mapping[str, str]) -> Verdict:

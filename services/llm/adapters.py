@@ -85,6 +85,15 @@ def usage_of(raw: anthropic.types.Usage) -> Usage:
     )
 
 
+def messages_of(request: InvokeModel) -> list[MessageParam]:
+    return [
+        UserMessageParam(role="user", content=m.content)
+        if m.role == "user"
+        else AssistantMessageParam(role="assistant", content=m.content)
+        for m in request.messages
+    ]
+
+
 class AnthropicProvider:
     """ModelProvider over the real SDK. Build it once, at service start."""
 
@@ -100,6 +109,14 @@ class AnthropicProvider:
         self._secrets = tuple(secrets)
         self._deadline_s = deadline_s
 
+    @property
+    def client(self) -> anthropic.AsyncAnthropic:
+        return self._client
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
+
     @classmethod
     def from_settings(cls, settings: LlmSettings) -> AnthropicProvider:
         if settings.anthropic_api_key is None:
@@ -114,12 +131,7 @@ class AnthropicProvider:
         return cls(client, secrets=[key], deadline_s=settings.anthropic_timeout_s)
 
     async def complete(self, request: InvokeModel) -> Completion:
-        messages: list[MessageParam] = [
-            UserMessageParam(role="user", content=m.content)
-            if m.role == "user"
-            else AssistantMessageParam(role="assistant", content=m.content)
-            for m in request.messages
-        ]
+        messages = messages_of(request)
         try:
             # The SDK's timeout is per attempt; this bounds the call, retries included.
             async with asyncio.timeout(self._deadline_s):

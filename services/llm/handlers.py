@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
-from faststream.nats import NatsRouter
+from faststream.nats import NatsMessage, NatsRouter
+from pydantic import ValidationError
 
-from services.llm import invocation
+from services.llm import invocation, streaming
 from services.llm.finetuned import FineTunedModels, is_finetuned
-from services.llm.providers import ModelProvider, UpstreamError
+from services.llm.providers import Completion, ModelProvider, UpstreamError
+from shared import subjects
 from shared.audit import AuditTrail
 from shared.messages.audit import AuditEventType, AuditStatus
-from shared.messages.llm import InvokeModel, ModelInvoked
-from shared.service import error_reply, reply_ok, rpc
+from shared.messages.base import ErrorCode, ErrorInfo, new_id
+from shared.messages.llm import CancelModelCall, InvokeModel, ModelInvoked, ModelStreamed
+from shared.replies import publish_reply, refuse_reply, reply_allowed
+from shared.service import error_reply, reply_ok, rpc, summarise_validation
+from shared.tenancy import UNATTRIBUTED, is_valid_tenant_id
 
 SERVICE = "llm"
 
@@ -23,6 +30,8 @@ class Deps:
     trail: AuditTrail
     provider: ModelProvider | None = None  # opened at service start
     finetuned: FineTunedModels | None = None  # tenants' own fine-tuned models, at start
+    # Streamed calls in progress, by (tenant, request): what a cancel stops.
+    streams: dict[tuple[str, str], asyncio.Task[ModelInvoked]] = field(default_factory=dict)
 
     def model_provider(self) -> ModelProvider:
         if self.provider is None:
@@ -36,70 +45,181 @@ def build_router(deps: Deps) -> NatsRouter:
     @rpc(router, SERVICE, "invoke", InvokeModel, ModelInvoked, deps.trail)
     async def invoke(msg: InvokeModel) -> ModelInvoked:
         provider = deps.model_provider()
-        started = time.perf_counter()
-        try:
-            if is_finetuned(msg.model) and deps.finetuned is not None:
+        if is_finetuned(msg.model) and deps.finetuned is not None:
+            finetuned = deps.finetuned
+
+            async def tuned() -> Completion:
                 invocation.check_allowed(msg)
-                done = await deps.finetuned.complete(msg)
-            else:
-                done = await invocation.invoke(provider, msg)
-        except invocation.ModelNotAllowed as exc:
-            await deps.trail.record(
-                tenant_id=msg.tenant_id,
-                request_id=msg.request_id,
-                event_type=AuditEventType.ACCESS_DENIED,
-                action="model.invoke",
-                status=AuditStatus.FAILURE,
-                resource_type="model",
-                resource_id=msg.model,
-                error=exc.info.message,
-            )
-            return error_reply(ModelInvoked, msg.tenant_id, msg.request_id, exc.info)
-        except UpstreamError as exc:
-            await deps.trail.record(
-                tenant_id=msg.tenant_id,
-                request_id=msg.request_id,
-                event_type=AuditEventType.API_CALL,
-                action="model.invoke",
-                status=AuditStatus.FAILURE,
-                resource_type="model",
-                resource_id=msg.model,
-                error=exc.info.message,
-                details={
-                    "provider": provider.name,
-                    "http_status": exc.status,
-                    "retryable": exc.info.retryable,
-                    "latency_ms": round((time.perf_counter() - started) * 1000),
-                },
-            )
-            return error_reply(ModelInvoked, msg.tenant_id, msg.request_id, exc.info)
-        # Counts and names only: the prompt and the answer never go into the audit row.
+                return await finetuned.complete(msg)
+
+            return await call_model(deps, msg, tuned)
+        return await call_model(deps, msg, lambda: invocation.invoke(provider, msg))
+
+    _stream_verbs(router, deps)
+    return router
+
+
+async def call_model(
+    deps: Deps, msg: InvokeModel, call: Callable[[], Awaitable[Completion]]
+) -> ModelInvoked:
+    """One model call with its audit row, whichever way its text travels; refusals and
+    provider failures become the reply's error."""
+    provider = deps.model_provider()
+    started = time.perf_counter()
+    try:
+        done = await call()
+    except invocation.ModelNotAllowed as exc:
+        await deps.trail.record(
+            tenant_id=msg.tenant_id,
+            request_id=msg.request_id,
+            event_type=AuditEventType.ACCESS_DENIED,
+            action="model.invoke",
+            status=AuditStatus.FAILURE,
+            resource_type="model",
+            resource_id=msg.model,
+            error=exc.info.message,
+        )
+        return error_reply(ModelInvoked, msg.tenant_id, msg.request_id, exc.info)
+    except UpstreamError as exc:
         await deps.trail.record(
             tenant_id=msg.tenant_id,
             request_id=msg.request_id,
             event_type=AuditEventType.API_CALL,
             action="model.invoke",
+            status=AuditStatus.FAILURE,
             resource_type="model",
             resource_id=msg.model,
+            error=exc.info.message,
             details={
-                "provider": done.provider,
-                "model": done.model,
-                "input_tokens": done.usage.input_tokens,
-                "output_tokens": done.usage.output_tokens,
-                "cache_read_input_tokens": done.usage.cache_read_input_tokens,
-                "cache_creation_input_tokens": done.usage.cache_creation_input_tokens,
-                "stop_reason": done.stop_reason,
+                "provider": provider.name,
+                "http_status": exc.status,
+                "retryable": exc.info.retryable,
                 "latency_ms": round((time.perf_counter() - started) * 1000),
             },
         )
-        return reply_ok(
-            ModelInvoked,
-            msg,
-            model=done.model,
-            provider=done.provider,
-            text=done.text,
-            usage=done.usage,
-            stop_reason=done.stop_reason,
-        )
+        return error_reply(ModelInvoked, msg.tenant_id, msg.request_id, exc.info)
+    # Counts and names only: the prompt and the answer never go into the audit row.
+    await deps.trail.record(
+        tenant_id=msg.tenant_id,
+        request_id=msg.request_id,
+        event_type=AuditEventType.API_CALL,
+        action="model.invoke",
+        resource_type="model",
+        resource_id=msg.model,
+        details={
+            "provider": done.provider,
+            "model": done.model,
+            "input_tokens": done.usage.input_tokens,
+            "output_tokens": done.usage.output_tokens,
+            "cache_read_input_tokens": done.usage.cache_read_input_tokens,
+            "cache_creation_input_tokens": done.usage.cache_creation_input_tokens,
+            "stop_reason": done.stop_reason,
+            "latency_ms": round((time.perf_counter() - started) * 1000),
+        },
+    )
+    return reply_ok(
+        ModelInvoked,
+        msg,
+        model=done.model,
+        provider=done.provider,
+        text=done.text,
+        usage=done.usage,
+        stop_reason=done.stop_reason,
+    )
 
-    return router
+
+def _stream_verbs(router: NatsRouter, deps: Deps) -> None:
+    """svc.llm.stream.<tid>: the call's text as it is produced, as ModelStreamed events on
+    the caller's inbox, then a final event. svc.llm.cancel.<tid>: stop one (every replica
+    listens; the one running it stops it and still sends the final event with usage)."""
+
+    @router.subscriber(
+        subjects.service_all(SERVICE, "stream"), queue=SERVICE, max_workers=64, no_reply=True
+    )
+    async def stream(msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        if not raw.reply or not reply_allowed(raw.reply, None):
+            if raw.reply:
+                await refuse_reply(deps.trail, None, raw.reply, "llm.stream", raw.subject)
+            return
+        parsed = _parse(raw.subject, raw.data)
+        if isinstance(parsed, ModelStreamed):
+            await publish_reply(raw, parsed.model_dump_json().encode())
+            return
+        req, seq = parsed, 0
+
+        async def emit(text: str) -> None:
+            nonlocal seq
+            event = ModelStreamed(
+                tenant_id=req.tenant_id, request_id=req.request_id, seq=seq, text=text
+            )
+            await publish_reply(raw, event.model_dump_json().encode())
+            seq += 1
+
+        provider = deps.model_provider()
+        finetuned = deps.finetuned if is_finetuned(req.model) else None
+        whole = finetuned.complete if finetuned is not None else None
+
+        async def run() -> Completion:
+            invocation.check_allowed(req)
+            return await streaming.stream_call(provider, req, emit, whole)
+
+        key = (req.tenant_id, req.request_id)
+        task = asyncio.create_task(call_model(deps, req, run))
+        deps.streams[key] = task
+        try:
+            invoked = await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the service is stopping, not this call
+            # Cancelled before a single piece was produced: nothing used.
+            invoked = reply_ok(ModelInvoked, req, model=req.model, stop_reason=streaming.CANCELLED)
+        finally:
+            deps.streams.pop(key, None)
+        final = ModelStreamed(
+            tenant_id=req.tenant_id,
+            request_id=req.request_id,
+            seq=seq,
+            done=True,
+            model=invoked.model,
+            provider=invoked.provider,
+            usage=invoked.usage,
+            stop_reason=invoked.stop_reason,
+            error=invoked.error,
+        )
+        await publish_reply(raw, final.model_dump_json().encode())
+
+    @router.subscriber(subjects.service_all(SERVICE, "cancel"), no_reply=True)
+    async def cancel(msg: NatsMessage) -> None:
+        raw = msg.raw_message
+        try:
+            stop = CancelModelCall.model_validate_json(raw.data)
+        except ValidationError:
+            return
+        if subjects.tenant_from_subject(raw.subject, 3) != stop.tenant_id:
+            return  # a cancel names its own tenant's call, nobody else's
+        task = deps.streams.get((stop.tenant_id, stop.request_id))
+        if task is not None:
+            task.cancel()
+
+
+def _parse(subject: str, body: bytes) -> InvokeModel | ModelStreamed:
+    """The request, or the final error event that answers it."""
+    token = subjects.tenant_from_subject(subject, 3)
+    tid = token if is_valid_tenant_id(token) else UNATTRIBUTED
+    try:
+        req = InvokeModel.model_validate_json(body)
+    except ValidationError as exc:
+        info = ErrorInfo(
+            code=ErrorCode.MALFORMED_REQUEST,
+            message=f"malformed InvokeModel: {summarise_validation(exc)}",
+        )
+        return ModelStreamed(tenant_id=tid, request_id=new_id(), done=True, error=info)
+    if req.tenant_id != token:
+        info = ErrorInfo(
+            code=ErrorCode.INVALID_TENANT,
+            message="message tenant_id does not match the subject's tenant",
+        )
+        return ModelStreamed(tenant_id=tid, request_id=req.request_id, done=True, error=info)
+    return req

@@ -61,6 +61,7 @@ class ErrorCode(StrEnum):
     UPSTREAM_ERROR = "upstream_error"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    CANCELLED = "cancelled"  # the client stopped a streamed request
 
 
 class ErrorInfo(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.messages.base import Envelope, Reply
@@ -62,3 +64,19 @@ class CompletionPublished(Reply):
     cost_nanousd: int = Field(default=0, ge=0, description="What the request cost (1e-9 USD).")
     citations: list[Citation] = Field(default_factory=list, description="Passages used.")
     redactions: int = Field(default=0, ge=0, description="Spans redacted by leakage scanning.")
+
+
+class CompletionDelta(BaseModel):
+    """gateway -> client, on a streamed request's reply inbox: answer text that has
+    passed the leakage scan, in order. The stream ends with the CompletionPublished
+    (usage, cost; or the error that ended it)."""
+
+    type: Literal["delta"] = Field(default="delta", description="Tells deltas from the end.")
+    request_id: str = Field(description="The request this text answers.")
+    seq: int = Field(ge=0, description="Order within the stream, from 0.")
+    text: str = Field(description="Scanned answer text, continuing the previous delta.")
+
+
+class CancelCompletion(Envelope):
+    """client -> gateway (tenant.<tid>.request.cancel): stop this streamed request. The
+    model call stops and the tokens it had used are charged (outcome partial)."""

@@ -35,3 +35,22 @@ class ModelInvoked(Reply):
     text: str = Field(default="", description="Answer text.")
     usage: Usage = Field(default_factory=Usage, description="Real usage reported or measured.")
     stop_reason: str | None = Field(default=None, description="Why generation stopped.")
+
+
+class ModelStreamed(Reply):
+    """llm -> gateway, many per streamed call on the caller's inbox: text deltas in order
+    (`seq` from 0), then one final event with `done` set, the model, the usage and the
+    stop reason (or an error). A call cut short still ends with a final event carrying
+    the usage spent so far and stop_reason "cancelled"."""
+
+    seq: int = Field(default=0, ge=0, description="Order of this event within the call.")
+    text: str = Field(default="", description="New text since the previous event.")
+    done: bool = Field(default=False, description="The last event of the call.")
+    model: str = Field(default="", description="Model that answered (final event).")
+    provider: str = Field(default="", description="anthropic or offline (final event).")
+    usage: Usage = Field(default_factory=Usage, description="Usage of the call (final event).")
+    stop_reason: str | None = Field(default=None, description="Why generation stopped.")
+
+
+class CancelModelCall(Envelope):
+    """gateway -> every llm replica: stop the streamed call of this request now."""

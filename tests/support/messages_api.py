@@ -74,6 +74,10 @@ class _Failure:
 @dataclass
 class StubState:
     delay_s: float = 0.0
+    token_delay_s: float = 0.0  # between streamed tokens
+    suffix: str = ""  # appended to every answer (text the prompt did not contain)
+    streams_finished: int = 0
+    streams_cut: int = 0
     cache_read_input_tokens: int = 0
     requests: list[RecordedRequest] = field(default_factory=list)
     failure: _Failure | None = None
@@ -134,6 +138,14 @@ class MessagesApiStub:
         with self.state.lock:
             self.state.delay_s = seconds
 
+    def set_suffix(self, text: str) -> None:
+        with self.state.lock:
+            self.state.suffix = text
+
+    def set_token_delay(self, seconds: float) -> None:
+        with self.state.lock:
+            self.state.token_delay_s = seconds
+
     def fail(self, status: int, times: int | None = 1, message: str = "stub failure") -> None:
         """Answer the next `times` calls (None: every call) with an HTTP error."""
         with self.state.lock:
@@ -160,14 +172,14 @@ def _take_failure(state: StubState) -> _Failure | None:
         return failure
 
 
-def build_message(body: dict[str, Any], cache_read: int = 0) -> dict[str, Any]:
+def build_message(body: dict[str, Any], cache_read: int = 0, suffix: str = "") -> dict[str, Any]:
     """A Messages API response for `body`: echo-style text, usage counted from the input."""
     messages = body.get("messages") or []
     last_user = next(
         (_text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), ""
     )
     prompt = " ".join(last_user.split())[:200]
-    text = f"Stub answer from {body.get('model', 'model')}: you asked: {prompt}"
+    text = f"Stub answer from {body.get('model', 'model')}: you asked: {prompt}{suffix}"
     max_tokens = int(body.get("max_tokens") or 1)
     words = list(TOKEN.finditer(text))
     stop_reason = "end_turn"
@@ -245,7 +257,66 @@ def _handler_for(state: StubState, record: bool) -> type[BaseHTTPRequestHandler]
             if not body.get("messages") or "max_tokens" not in body or "model" not in body:
                 self._send(400, _error(400, "model, messages and max_tokens are required"))
                 return
-            self._send(200, build_message(body, cache_read))
+            message = build_message(body, cache_read, state.suffix)
+            if body.get("stream"):
+                self._stream(message, state.token_delay_s)
+                return
+            self._send(200, message)
+
+        def _stream(self, message: dict[str, Any], token_delay_s: float) -> None:
+            """The Messages API's SSE events, one text delta per token, `token_delay_s`
+            apart (a model generating); a client that hangs up ends it."""
+            text, usage = message["content"][0]["text"], message["usage"]
+            start = {**message, "content": [], "stop_reason": None}
+            start["usage"] = {**usage, "output_tokens": 1}
+            events: list[tuple[str, dict[str, Any]]] = [
+                ("message_start", {"type": "message_start", "message": start}),
+                (
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": 0,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                ),
+            ]
+            try:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                for name, data in events:
+                    self._event(name, data)
+                cursor = 0
+                for match in TOKEN.finditer(text):
+                    piece, cursor = text[cursor : match.end()], match.end()
+                    delta = {"type": "text_delta", "text": piece}
+                    self._event(
+                        "content_block_delta",
+                        {"type": "content_block_delta", "index": 0, "delta": delta},
+                    )
+                    if token_delay_s:
+                        time.sleep(token_delay_s)
+                self._event("content_block_stop", {"type": "content_block_stop", "index": 0})
+                self._event(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                        "usage": {"output_tokens": usage["output_tokens"]},
+                    },
+                )
+                self._event("message_stop", {"type": "message_stop"})
+                with state.lock:
+                    state.streams_finished += 1
+            except (BrokenPipeError, ConnectionResetError):
+                with state.lock:
+                    state.streams_cut += 1  # the caller hung up: generation stops here
+
+        def _event(self, name: str, data: dict[str, Any]) -> None:
+            self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+            self.wfile.flush()
 
     return Handler
 

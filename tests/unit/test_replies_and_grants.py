@@ -85,7 +85,11 @@ def test_only_the_gateway_writes_to_tenants() -> None:
             if p.startswith((subjects.TENANT_INBOX_ROOT, "tenant.", "intake."))
         ]
         if name == "api":  # the HTTP door asks as the tenant its key belongs to
-            assert tenant_facing == [subjects.ALL_SYNC_REQUESTS]
+            assert tenant_facing == [
+                subjects.ALL_SYNC_REQUESTS,
+                subjects.ALL_STREAM_REQUESTS,
+                subjects.ALL_CANCELS,
+            ]
         elif name == "gateway":
             assert set(tenant_facing) == {
                 "_TINBOX.>",
