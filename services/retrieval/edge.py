@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -43,8 +44,9 @@ if TYPE_CHECKING:
     # runs without it installed when it talks to a Qdrant server).
     from services.retrieval.shards import ShardSet, ShardStats
 
-# Wait this long without a request before building an index.
+# Wait this long without a request before closing cold shards or building an index.
 IDLE_BEFORE_INDEX_S = 0.2
+MAX_DEFER_S = 5.0
 _OPS = frozenset(
     {"create", "upsert", "existing", "delete_document", "search", "drop", "stats", "points"}
 )
@@ -183,10 +185,20 @@ def _unwrap(reply: tuple[Any, ...]) -> Any:
 
 def serve(conn: Connection, shards: ShardSet) -> None:
     """Answer requests until the service says close or goes away; index when idle."""
+    deferred_since: float | None = None
     while True:
-        if shards.has_pending() and not conn.poll(IDLE_BEFORE_INDEX_S):
-            shards.index_pending()
-            continue
+        if shards.has_idle_work():
+            now = time.monotonic()
+            deferred_since = deferred_since or now
+            # Idle work waits for a pause in requests, but not for ever: under a steady
+            # stream it would never run, and the index would never be built.
+            overdue = now - deferred_since > MAX_DEFER_S
+            if overdue or not conn.poll(IDLE_BEFORE_INDEX_S):
+                shards.idle_work()
+                deferred_since = None
+                continue
+        else:
+            deferred_since = None
         try:
             op, args = conn.recv()
         except EOFError:
