@@ -16,6 +16,7 @@ import typer
 from shared.cli import common, config, data, platform, usage
 from shared.cli.audit import audit
 from shared.cli.finetune import finetune
+from shared.cli.keys import keys
 from shared.cli.tenants import tenants
 from shared.client_transport import DEFAULT_NATS_URL
 
@@ -33,6 +34,7 @@ app.add_typer(tenants, name="tenants")
 app.add_typer(audit, name="audit")
 app.add_typer(usage.usage, name="usage")
 app.add_typer(finetune, name="finetune")
+app.add_typer(keys, name="keys")
 app.command()(platform.run)
 app.command()(platform.demo)
 app.command()(data.ingest)

@@ -68,6 +68,10 @@ COMMANDS: dict[str, list[str]] = {
     "finetune show": ["finetune", "show", "-t", "{t}", JOB],
     "finetune cancel": ["finetune", "cancel", "-t", "{t}", JOB],
     "finetune delete": ["finetune", "delete", "-t", "{t}", JOB],
+    "keys issue": ["keys", "issue", "-t", "{t}"],
+    "keys list": ["keys", "list", "-t", "{t}"],
+    "keys rotate": ["keys", "rotate", "-t", "{t}", "0123456789ab"],
+    "keys revoke": ["keys", "revoke", "-t", "{t}", "0123456789ab"],
 }
 NOT_CONNECTING = {"run", "demo"}
 
