@@ -13,9 +13,9 @@ the service's event loop.
 * Shards open lazily and the least recently used ones are closed above `max_open`,
   so thousands of tenants do not hold thousands of open shards (each open shard maps
   its two 32 MiB WAL files and keeps a search thread).
-* `create` builds the shard in a scratch folder and renames it into place, and `drop`
-  renames the folder away before deleting it: a crash half-way leaves either a whole
-  shard or none, never a torn one. Leftovers are swept on open.
+* `create` marks the folder until the shard is complete, and `drop` renames the folder
+  away before deleting it: a crash half-way leaves either a whole shard or none, never
+  a torn one. Leftovers are swept on open.
 * An upsert returns once Qdrant has written it to the shard's WAL; a crash after that
   loses nothing (replayed on the next load). The WAL is not fsynced per write: a power
   cut can lose the last writes, a killed process cannot.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import shutil
 import uuid
 from collections import OrderedDict
@@ -41,7 +40,7 @@ import qdrant_edge as qe
 from services.retrieval.adapters import DimensionMismatch, Hit, StoredChunk, collection_name
 
 UPSERT_BATCH = 512
-_SCRATCH = ".tmp-"
+_CREATING = ".creating"
 _TRASH = ".trash-"
 _LOCK = ".lock"
 # Below this many unindexed points a brute-force pass over the segment is faster than
@@ -88,7 +87,7 @@ class ShardSet:
             self._lock = None
             raise FolderLocked(f"{root} is in use by another process") from None
         for leftover in root.iterdir():
-            if leftover.name.startswith((_SCRATCH, _TRASH)):
+            if leftover.name.startswith(_TRASH) or (leftover / _CREATING).exists():
                 shutil.rmtree(leftover, ignore_errors=True)
 
     # --- the store's operations ---------------------------------------------------
@@ -267,21 +266,25 @@ class ShardSet:
                 m=m, ef_construct=ef_construct, full_scan_threshold=10_000
             ),
         )
-        scratch = self.root / f"{_SCRATCH}{uuid.uuid4().hex}"
-        shard = qe.EdgeShard.create(str(scratch), config)
-        try:
-            # Deletes and re-ingest clean-up filter on these; indexed, they are look-ups.
-            shard.update(
-                qe.UpdateOperation.create_field_index("document_id", qe.PayloadSchemaType.Keyword)
-            )
-            shard.update(
-                qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer)
-            )
-        finally:
-            shard.close()
-        os.replace(scratch, self._path(tenant_id))  # whole shard or none
-        loaded = qe.EdgeShard.load(str(self._path(tenant_id)))
-        self._remember(tenant_id, loaded)
+        path = self._path(tenant_id)
+        path.mkdir()
+        # Marked until complete: a crash half-way leaves a marked folder, which the next
+        # open removes, never a torn shard that looks whole. (Built in place rather than
+        # renamed into place: a shard cannot move while open, and close + load would
+        # cost ~0.2 s per new tenant.)
+        marker = path / _CREATING
+        marker.touch()
+        shard = qe.EdgeShard.create(str(path), config)
+        # Deletes and re-ingest clean-up filter on these; indexed, they are look-ups.
+        shard.update(
+            qe.UpdateOperation.create_field_index("document_id", qe.PayloadSchemaType.Keyword)
+        )
+        shard.update(
+            qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer)
+        )
+        shard.flush()
+        marker.unlink()
+        self._remember(tenant_id, shard)
 
     def _check_dim(self, tenant_id: str, dim: int) -> None:
         size = self._dims.get(tenant_id)

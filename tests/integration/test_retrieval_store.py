@@ -173,6 +173,23 @@ async def test_edge_drop_removes_the_shard_folder(tmp_path: Path) -> None:
         await store.close()
 
 
+def test_edge_sweeps_half_created_and_half_dropped_shards(tmp_path: Path) -> None:
+    shards = ShardSet(tmp_path)
+    shards.upsert("whole", [chunk("whole", "d", 0, "kept")], EMBEDDER.dim)
+    shards.close()
+    torn = tmp_path / "tenant_torn"  # a crash between mkdir and the end of create
+    (torn / "segments").mkdir(parents=True)
+    (torn / ".creating").touch()
+    (tmp_path / ".trash-0123").mkdir()  # a crash between rename and rmtree in drop
+    shards = ShardSet(tmp_path)
+    try:
+        assert sorted(os.listdir(tmp_path)) == [".lock", "tenant_whole"]
+        assert shards.existing("whole", [index.chunk_id("whole", "d", 0)])
+        assert shards.search("torn", [1.0] * EMBEDDER.dim, 1) == []
+    finally:
+        shards.close()
+
+
 async def test_edge_keeps_at_most_max_open_shards_and_reopens_cold_ones(tmp_path: Path) -> None:
     store = EdgeStore(tmp_path, max_open=2)
     await store.open()
@@ -198,7 +215,7 @@ async def wait_for_stats(
     deadline = time.monotonic() + timeout_s
     while not done(stats := await store.stats()):
         assert time.monotonic() < deadline, stats
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)  # a pause in requests: when the worker closes cold shards
     return stats
 
 
