@@ -106,9 +106,21 @@ class JobStore:
     async def jobs(self, tenant_id: str) -> list[FineTuneJob]:
         return await self._jobs(f"{validate_tenant_id(tenant_id)}.jobs.*")
 
-    async def every_job(self) -> list[FineTuneJob]:
-        """All tenants' jobs: for the sweeper that takes over jobs whose worker died."""
-        return await self._jobs("*.jobs.*")
+    async def active_jobs(self) -> tuple[list[FineTuneJob], list[tuple[str, str]]]:
+        """Every tenant's unfinished jobs, found through the quota entries' active lists
+        (so the sweep costs the jobs in flight, not every job ever run), plus the
+        (tenant, job id) slots whose job is gone."""
+        found, gone = [], []
+        for key in await kv_keys(self.kv, "*.quota"):
+            tenant_id = key.split(".", 1)[0]
+            state, _ = await self.quota(tenant_id)
+            for job_id in state.active:
+                entry = await self.job(tenant_id, job_id)
+                if entry is None:
+                    gone.append((tenant_id, job_id))
+                else:
+                    found.append(entry[0])
+        return found, gone
 
     async def _jobs(self, pattern: str) -> list[FineTuneJob]:
         found = []

@@ -122,7 +122,24 @@ class Runner:
         return job.heartbeat_at is None or utcnow() - job.heartbeat_at > limit
 
     async def sweep(self) -> None:
-        for job in await self.store.every_job():
+        active, gone = await self.store.active_jobs()
+        for tenant_id, job_id in gone:  # deleted or never written: free the slot
+            await jobs.release_slot(self.store, tenant_id, job_id)
+        for job in active:
+            if job.state.terminal:
+                # Ended, its slot not yet freed (its worker is about to, or died first).
+                # Only the slot: settling is the ending worker's (an unsettled hold lapses).
+                await jobs.release_slot(self.store, job.tenant_id, job.job_id)
+                continue
+            if self._admission_lost(job):
+                # The replica admitting it died mid-create: nothing was trained or stored
+                # for good; fail it so its slot and hold are freed.
+                failed = await self.lifecycle.change(
+                    job.tenant_id, job.job_id, self._fail_if_unadmitted, new_id()
+                )
+                if failed is not None and failed.state is JobState.FAILED:
+                    await self.close_without_model(failed, tokens=0)
+                continue
             if not self.orphaned(job):
                 continue
             if job.attempts >= self.settings.finetune_max_attempts:
@@ -141,6 +158,18 @@ class Runner:
             if claimed is not None and claimed.worker == self.worker_id:
                 log.info("finetune.resume", job_id=job.job_id, attempts=claimed.attempts)
                 self.submit(claimed)
+
+    def _admission_lost(self, job: FineTuneJob) -> bool:
+        if job.state is not JobState.VALIDATING:
+            return False
+        # Admission waits on leakage and metering (each up to a few rpc timeouts).
+        limit = max(self.settings.finetune_stale_after_s, 10 * self.settings.rpc_timeout_s)
+        return (utcnow() - job.updated_at).total_seconds() > limit
+
+    def _fail_if_unadmitted(self, job: FineTuneJob) -> FineTuneJob | None:
+        if not self._admission_lost(job):
+            return None
+        return jobs.fail("admission was interrupted (the service stopped); submit it again")(job)
 
     def _fail_if_stale(self, error: str) -> jobs.Mutation:
         def mutate(job: FineTuneJob) -> FineTuneJob | None:
@@ -218,7 +247,13 @@ class Runner:
                 await self.close_without_model(failed, tokens=0)
             return
         examples = data.parse(raw.decode(), max_examples=len(raw))
-        backend = self.backends[job.backend]
+        backend = self.backends.get(job.backend)
+        if backend is None:
+            error = f"the {job.backend} backend is not configured on this replica"
+            failed = await self.lifecycle.change(tenant_id, job_id, jobs.fail(error), request_id)
+            if failed is not None:
+                await self.close_without_model(failed, tokens=0)
+            return
         try:
             trained = await backend.train(job, examples, progress)
         except Cancelled:

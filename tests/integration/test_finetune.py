@@ -585,3 +585,39 @@ async def test_pii_in_training_data_follows_the_leakage_policy_before_it_is_stor
     assert len(stored.splitlines()) == 20
     job = await until(client_broker, tid, created.job.job_id, {JobState.SUCCEEDED})
     assert job.model_id
+
+
+async def test_the_sweeper_fails_an_interrupted_admission_and_frees_lost_slots(
+    platform: dict[str, object], client_broker: NatsBroker, new_tenant_id: Callable[[str], str]
+) -> None:
+    """What a replica killed in the middle of a create leaves: a job stuck in
+    "validating" and its quota slot; or a slot whose job was never written."""
+    from datetime import timedelta
+
+    from services.finetune.adapters import JobStore, QuotaState
+    from shared.messages.base import utcnow
+
+    tid = new_tenant_id("ftadm")
+    store = await JobStore.open(client_broker.connection.jetstream())
+    long_ago = utcnow() - timedelta(hours=1)
+    stuck = FineTuneJob(
+        job_id="ftjob-00000000deadbeef",
+        tenant_id=tid,
+        backend="offline",
+        base_model=BASE,
+        state=JobState.VALIDATING,
+        epochs=3,
+        created_at=long_ago,
+        updated_at=long_ago,
+    )
+    await store.save_job(stuck, 0)
+    slots = QuotaState(
+        month=long_ago.strftime("%Y-%m"), created=2, active=[stuck.job_id, "ftjob-0000000000000bad"]
+    )
+    await store.save_quota(tid, slots, 0)
+    job = await until(client_broker, tid, stuck.job_id, {JobState.FAILED}, timeout=15)
+    assert "admission was interrupted" in job.error
+    deadline = time.monotonic() + 10
+    while (await store.quota(tid))[0].active:
+        assert time.monotonic() < deadline, "slots were never freed"
+        await asyncio.sleep(0.1)
