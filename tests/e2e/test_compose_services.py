@@ -65,6 +65,13 @@ def local_env(
     assert env["TENANTRY_HTTP_PORT"] == "8080"
     env["TENANTRY_HTTP_PORT"] = str(http_port)
     env["TENANTRY_HTTP_HOST"] = "127.0.0.1"
+    # Any other port a service listens on (e.g. the HTTP door's) gets a free loopback one
+    # here: this machine is shared, and tests listen on 127.0.0.1 only.
+    for key in [k for k in env if k.endswith("_PORT") and k != "TENANTRY_HTTP_PORT"]:
+        env[key] = str(natsserver.free_port())
+        host = key.removesuffix("_PORT") + "_HOST"
+        if host in env:
+            env[host] = "127.0.0.1"
     env["TENANTRY_DATA_DIR"] = str(root / "data" / service.name)
     if "TENANTRY_QDRANT_URL" in env:
         assert env.pop("TENANTRY_QDRANT_URL") == "http://qdrant:6333"
