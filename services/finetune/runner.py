@@ -57,6 +57,7 @@ class Runner:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
     _slots: asyncio.Semaphore | None = None
+    _gone_before: set[tuple[str, str]] = field(default_factory=set)
 
     @property
     def billing(self) -> Billing:
@@ -123,8 +124,11 @@ class Runner:
 
     async def sweep(self) -> None:
         active, gone = await self.store.active_jobs()
-        for tenant_id, job_id in gone:  # deleted or never written: free the slot
+        # A slot is taken a moment before its job is written: only a slot still without
+        # a job at the next sweep is lost (its creator died in between), and freed.
+        for tenant_id, job_id in set(gone) & self._gone_before:
             await jobs.release_slot(self.store, tenant_id, job_id)
+        self._gone_before = set(gone)
         for job in active:
             if job.state.terminal:
                 # Ended, its slot not yet freed (its worker is about to, or died first).
