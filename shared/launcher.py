@@ -29,6 +29,7 @@ SERVICES = (
     "llm",
     "finetune",
     "gateway",
+    "api",  # the HTTP door: clients of the gateway, so after it
 )
 
 # Embedded mode cannot run two of these: access rewrites the one auth file beside

@@ -16,7 +16,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         data_dir=tmp_path_factory.mktemp("platform"),
         nats_url=f"nats://127.0.0.1:{natsserver.free_port()}",
         # No key: the honest offline provider answers, so this never leaves the machine.
-        extra_env={"ANTHROPIC_API_KEY": ""},
+        extra_env={"ANTHROPIC_API_KEY": "", "TENANTRY_API_PORT": str(natsserver.free_port())},
     )
     running.start(timeout_s=120)
     yield running
