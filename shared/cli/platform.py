@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import signal
 import time
 from pathlib import Path
@@ -79,7 +80,13 @@ def _platform(command: str, nats_url: str, data_dir: Path, keep_serving: bool) -
                 f"request(s) · audit rows {r.usage.audit_events}"
             )
         if keep_serving:
-            console.print(f"serving on {nats_url}; Ctrl-C to stop")
+            door = f"http://{os.environ.get('TENANTRY_API_HOST', '127.0.0.1')}:" + os.environ.get(
+                "TENANTRY_API_PORT", "8080"
+            )
+            console.print(
+                f"serving on {nats_url}, HTTP door (Anthropic/OpenAI APIs) on {door} "
+                "(keys: tenantry keys issue -t TENANT); Ctrl-C to stop"
+            )
             _wait_for_signal(platform)
     except DemoFailed as exc:
         platform.stop()
