@@ -211,9 +211,14 @@ class Manager:
         return found[0]
 
     async def cancel(self, tenant_id: str, job_id: str, request_id: str, actor: str) -> FineTuneJob:
-        before = await self.show(tenant_id, job_id)
+        # The state the winning compare-and-set cancelled from decides who settles: a
+        # queued job was never trained (settled here, with nothing), a running one is
+        # settled by its worker for what it trained (here only if its worker is dead).
+        cancelled_from: list[FineTuneJob] = []
 
         def cancel(job: FineTuneJob) -> FineTuneJob | None:
+            # Called again after a lost compare-and-set: only the last call counts.
+            cancelled_from[:] = [] if job.state.terminal else [job]
             if job.state.terminal:
                 return None
             return job.model_copy(update={"state": JobState.CANCELLED, "worker": ""})
@@ -221,16 +226,18 @@ class Manager:
         job = await self.lifecycle.change(tenant_id, job_id, cancel, request_id, actor)
         if job is None:
             raise Refused(NOT_FOUND)
-        if before.state.terminal:
+        if job.state is not JobState.CANCELLED or not cancelled_from:
             raise Refused(
-                ErrorInfo(code=ErrorCode.CONFLICT, message=f"the job already {before.state.value}"),
+                ErrorInfo(code=ErrorCode.CONFLICT, message=f"the job already {job.state.value}"),
                 job,
             )
+        before = cancelled_from[-1]
         local = self.runner.local.get(job_id)
-        if local is not None:
+        if before.state is JobState.RUNNING and local is not None:
             local[1].cancel.set()  # the runner charges what it trained and frees the slot
         elif before.state is not JobState.RUNNING or self.runner.orphaned(before):
-            # Nobody is training it: nothing was trained, release the hold and the slot.
+            if local is not None:
+                local[1].cancel.set()
             await self.runner.close_without_model(job, tokens=0)
         return job
 
