@@ -86,6 +86,7 @@ class Rig:
     pending: dict[str, asyncio.Future[bool]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     top_k: int = 4
+    api_url: str = ""  # the HTTP door (services/api)
 
     async def send(self, i: int) -> bool:
         """One request for tenant i mod N through the durable request stream."""
@@ -146,6 +147,7 @@ async def open_rig(
     data_dir: Path, tenants: int, replicas: int, delay_s: float, docs_per_tenant: int = 3
 ) -> Rig:
     stub = StubProcess(delay_s)
+    api_port = natsserver.free_port()
     platform = Platform(
         data_dir=data_dir,
         nats_url=f"nats://127.0.0.1:{natsserver.free_port()}",
@@ -154,6 +156,7 @@ async def open_rig(
             "ANTHROPIC_API_KEY": "sk-ant-bench-stub",
             "ANTHROPIC_BASE_URL": stub.url,
             "TENANTRY_LOG_LEVEL": "WARNING",
+            "TENANTRY_API_PORT": str(api_port),
         },
     )
     await asyncio.to_thread(platform.start, 180)
@@ -189,7 +192,7 @@ async def open_rig(
 
         made = list(await asyncio.gather(*(onboard(n) for n in range(tenants))))
     nc = await nats.connect(platform.nats_url, user=user, password=password, name="bench-load")
-    rig = Rig(platform, stub, made, nc)
+    rig = Rig(platform, stub, made, nc, api_url=f"http://127.0.0.1:{api_port}")
     await nc.subscribe(subjects.ALL_COMPLETIONS, cb=rig._on_completion)
     return rig
 
