@@ -120,7 +120,7 @@ def run_all(args_for: dict[str, list[str]], env: dict[str, str], cwd: Path) -> d
         )
         return Outcome(name, done.returncode, time.monotonic() - started, done.stdout, done.stderr)
 
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:
         return {o.command: o for o in pool.map(one, args_for.items())}
 
 
