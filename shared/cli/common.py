@@ -139,9 +139,7 @@ def run(work: Coroutine[Any, Any, T]) -> T:
     except InvalidTenantId as exc:
         fail(str(exc))
     except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": str(exc)}
-        where = ".".join(str(p) for p in first["loc"])
-        fail(f"{where}: {first['msg']}" if where else str(first["msg"]))
+        fail(describe_invalid(exc))
     except Exception as exc:
         # shared.bus.ServiceCallError and the like carry a client-safe ErrorInfo; matched
         # by shape, because importing shared.bus would need FastStream.
@@ -149,6 +147,15 @@ def run(work: Coroutine[Any, Any, T]) -> T:
         if isinstance(info, ErrorInfo):
             fail(info.message)
         raise
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """The first problem, by field: never the rejected value (it may be a secret)."""
+    errors = exc.errors()
+    if not errors:
+        return f"invalid {exc.title}"
+    where = ".".join(str(p) for p in errors[0]["loc"])
+    return f"{where}: {errors[0]['msg']}" if where else str(errors[0]["msg"])
 
 
 def _hint(exc: TenantryError) -> str:

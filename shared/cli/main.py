@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from shared.cli import common, config, data, platform, usage
 from shared.cli.audit import audit
@@ -153,6 +154,11 @@ def main() -> None:
     except KeyboardInterrupt:
         common.err_console.print("interrupted")
         sys.exit(130)
+    except ValidationError as exc:  # a message built from bad input outside common.run
+        if common.settings.debug:
+            raise
+        common.err_console.print(f"error: {common.describe_invalid(exc)}", markup=False)
+        sys.exit(1)
     except Exception as exc:  # the last line of defence: one line, not a traceback
         if common.settings.debug:
             raise

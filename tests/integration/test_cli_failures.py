@@ -268,3 +268,18 @@ def test_usage_errors_are_one_line_too(tmp_path: Path) -> None:
     # Alone, a group prints its help (a request, not an error).
     alone = run_all({"alone": ["tenants"]}, env, tmp_path)["alone"]
     assert alone.code == 0 and "rotate-credentials" in alone.stdout and alone.stderr == ""
+
+
+def test_malformed_ids_are_one_line_naming_the_field(tmp_path: Path) -> None:
+    env = base_env(tmp_path) | {"TENANTRY_NATS_URL": f"nats://127.0.0.1:{natsserver.free_port()}"}
+    outcomes = run_all(
+        {
+            "finetune show": ["finetune", "show", "-t", TENANT, "ftjob-1"],
+            "keys revoke": ["keys", "revoke", "-t", TENANT, "not a key id"],
+        },
+        env,
+        tmp_path,
+    )
+    assert_fails_cleanly({"finetune show": outcomes["finetune show"]}, "error: job_id: ")
+    assert_fails_cleanly({"keys revoke": outcomes["keys revoke"]}, "error: key_id: ")
+    assert all("not a key id" not in o.stderr for o in outcomes.values())  # not echoed
