@@ -180,9 +180,12 @@ async def audit_page(
 ) -> tuple[list[AuditRow], int]:
     """The tenant's matching rows, newest first, and how many match in all."""
     params = audit_params(query)
-    rows = [to_audit_row(r) for r in await store.select(AUDIT_PAGE_SQL, params)]
+    # Count first: rows only ever arrive, so a batch stored between the two reads can
+    # make the page longer than the count (max() below), never leave the page empty
+    # under a count that already includes it (seen under load).
     total_rows = await store.select(AUDIT_TOTAL_SQL, params)
     total = int(total_rows[0][0]) if total_rows else 0
+    rows = [to_audit_row(r) for r in await store.select(AUDIT_PAGE_SQL, params)]
     return fit_rows(rows, budget_bytes), max(total, len(rows))
 
 
