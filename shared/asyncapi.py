@@ -36,6 +36,7 @@ from shared.messages.lifecycle import TenantOffboarded, TenantOnboarded
 from shared.messages.llm import CancelModelCall, InvokeModel, ModelStreamed
 from shared.messages.metering import BudgetAlerted, CostRecorded
 from shared.messages.retrieval import DocumentsIngested, IngestDocuments
+from shared.tenant_directory import ListTenants, TenantsListed, directory_subject
 
 PARAMETERS = {
     "tenant_id": "The tenant's id (validated: lower-case letters, digits, inner hyphens).",
@@ -97,6 +98,14 @@ CATALOGUE: list[Channel] = [
         "reported in the call's final event).",
         [CancelModelCall],
         operations=[("llm.cancelModel", "receive", "llm")],
+    ),
+    Channel(
+        directory_subject(),
+        "Ops' list of every registered tenant (promptconfig), a page at a time; not "
+        "tenant-scoped, answered on platform inboxes only.",
+        [ListTenants],
+        [TenantsListed],
+        [("promptconfig.listTenants", "receive", "promptconfig")],
     ),
     Channel(
         subjects.ALL_INGESTS,

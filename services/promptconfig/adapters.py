@@ -32,6 +32,9 @@ class TenantStore(Protocol):
     async def versions(self, tenant_id: str) -> list[TenantConfig]:
         """Every recorded version, oldest first."""
 
+    async def tenant_ids(self) -> list[str]:
+        """Every registered tenant id, sorted."""
+
 
 def _version_key(tenant_id: str, version: int) -> str:
     return f"{tenant_id}.{version:08d}"
@@ -45,6 +48,9 @@ class KvTenantStore:
     @classmethod
     async def open(cls, js: JetStreamContext) -> KvTenantStore:
         return cls(await js.key_value(TENANTS_BUCKET), await js.key_value(TENANT_VERSIONS_BUCKET))
+
+    async def tenant_ids(self) -> list[str]:
+        return sorted(await kv_keys(self._kv, ">"))
 
     async def get(self, tenant_id: str) -> tuple[TenantConfig, int] | None:
         try:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faststream.nats import NatsRouter
+from faststream.nats import NatsMessage, NatsRouter
+from pydantic import ValidationError
 
 from services.promptconfig import lifecycle, registry
 from services.promptconfig.adapters import TenantStore
@@ -36,7 +37,9 @@ from shared.messages.tenants import (
     TenantUpserted,
     UpsertTenant,
 )
+from shared.replies import publish_reply, refuse_reply, reply_allowed
 from shared.service import error_reply, reply_ok, rpc
+from shared.tenant_directory import ListTenants, TenantsListed, TenantSummary, directory_subject
 
 SERVICE = "promptconfig"
 
@@ -163,7 +166,44 @@ def build_router(deps: Deps) -> NatsRouter:
             return error_reply(PromptPreviewed, msg.tenant_id, msg.request_id, info)
         return reply_ok(PromptPreviewed, msg, system_prompt=text)
 
+    @router.subscriber(directory_subject(), queue=SERVICE, no_reply=True)
+    async def list_tenants(msg: NatsMessage) -> None:
+        """Ops' `tenants list`: platform-scoped (no tenant token), platform inbox only."""
+        raw = msg.raw_message
+        if not raw.reply:
+            return
+        if not reply_allowed(raw.reply, None):
+            await refuse_reply(deps.trail, None, raw.reply, "promptconfig.list", raw.subject)
+            return
+        page = await directory_page(deps.store, raw.data)
+        await publish_reply(raw, page.model_dump_json().encode())
+
     return router
+
+
+async def directory_page(store: TenantStore, body: bytes) -> TenantsListed:
+    """One page of the tenant registry, in id order."""
+    try:
+        req = ListTenants.model_validate_json(body)
+    except ValidationError:
+        info = ErrorInfo(code=ErrorCode.MALFORMED_REQUEST, message="malformed list request")
+        return TenantsListed(error=info)
+    ids = [tid for tid in await store.tenant_ids() if tid > req.after][: req.limit + 1]
+    page = []
+    for tid in ids[: req.limit]:
+        found = await store.get(tid)
+        if found is not None:
+            config, _ = found
+            page.append(
+                TenantSummary(
+                    tenant_id=tid,
+                    name=config.name,
+                    tier=config.tier.value,
+                    version=config.version,
+                    updated_at=config.updated_at,
+                )
+            )
+    return TenantsListed(tenants=page, more=len(ids) > req.limit)
 
 
 _UNKNOWN = ErrorInfo(code=ErrorCode.UNKNOWN_TENANT, message="unknown tenant")

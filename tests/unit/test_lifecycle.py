@@ -58,6 +58,9 @@ class MemoryStore:
     async def versions(self, tenant_id: str) -> list[TenantConfig]:
         return list(self.history.get(tenant_id, []))
 
+    async def tenant_ids(self) -> list[str]:
+        return sorted(self.configs)
+
 
 @dataclass
 class FakePorts:
