@@ -200,3 +200,12 @@ def print_json(value: BaseModel | dict[str, Any] | list[Any]) -> None:
             exclude={"event_id", "request_id", "occurred_at", "schema_version", "error"},
         )
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def confirm(yes: bool, question: str) -> None:
+    """Ask before a destructive command; without a terminal, --yes is required."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail("refusing without confirmation: pass --yes (-y) when not at a terminal")
+    typer.confirm(question, abort=True, err=True)

@@ -16,7 +16,9 @@ from shared.cli.common import (
     ActorOpt,
     JsonOpt,
     TenantOpt,
+    YesOpt,
     check,
+    confirm,
     console,
     note,
     ops_client,
@@ -87,18 +89,26 @@ def list_keys(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
 
 @keys.command("rotate")
 def rotate(
-    tenant: TenantOpt, key_id: KeyArg, actor: ActorOpt = "ops", as_json: JsonOpt = False
+    tenant: TenantOpt,
+    key_id: KeyArg,
+    yes: YesOpt = False,
+    actor: ActorOpt = "ops",
+    as_json: JsonOpt = False,
 ) -> None:
     """Replace a key: a new one is issued (printed once) and the old one revoked."""
     tid = valid_tenant(tenant)
-    message = RotateApiKey(tenant_id=tid, key_id=key_id, actor=actor)
+    message = RotateApiKey(tenant_id=tid, key_id=key_id, actor=actor)  # validates first
+    confirm(yes, f"Replace key {key_id}? Clients using it are refused from now on.")
     _print_issued(run(_ask("key_rotate", message, ApiKeyIssued)), as_json)
 
 
 @keys.command("revoke")
-def revoke(tenant: TenantOpt, key_id: KeyArg, actor: ActorOpt = "ops") -> None:
+def revoke(
+    tenant: TenantOpt, key_id: KeyArg, yes: YesOpt = False, actor: ActorOpt = "ops"
+) -> None:
     """Revoke a key: the next request with it is refused."""
     tid = valid_tenant(tenant)
-    message = RevokeApiKey(tenant_id=tid, key_id=key_id, actor=actor)
+    message = RevokeApiKey(tenant_id=tid, key_id=key_id, actor=actor)  # validates first
+    confirm(yes, f"Revoke key {key_id}? Clients using it are refused from now on.")
     done = run(_ask("key_revoke", message, ApiKeyRevoked))
     console.print(f"{key_id}: {'revoked' if done.existed else 'no such key'}", markup=False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import unicodedata
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +19,7 @@ from shared.cli.common import (
     YesOpt,
     add_row,
     check,
+    confirm,
     console,
     fail,
     ops_client,
@@ -111,7 +111,7 @@ def tenants_rotate_credentials(
     Open connections using the old password are closed. The new password is shown once.
     """
     tid = valid_tenant(tenant)
-    _confirm(yes, f"Rotate {tid}'s credentials? Its clients are disconnected until updated.")
+    confirm(yes, f"Rotate {tid}'s credentials? Its clients are disconnected until updated.")
 
     async def go() -> CredentialsIssued:
         async with ops_client() as ops:
@@ -137,7 +137,7 @@ def tenants_delete(tenant: TenantOpt, yes: YesOpt = False, actor: ActorOpt = "cl
     Audit rows stay until their retention ends: the record of the deletion is kept.
     """
     tid = valid_tenant(tenant)
-    _confirm(yes, f"Delete tenant {tid} and all of its data?")
+    confirm(yes, f"Delete tenant {tid} and all of its data?")
 
     async def go() -> None:
         async with ops_client(timeout_s=60.0) as ops:
@@ -202,14 +202,6 @@ def tenants_show(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
         console.print(found.system_prompt, markup=False)
 
     run(go())
-
-
-def _confirm(yes: bool, question: str) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        fail("refusing without confirmation: pass --yes (-y) when not at a terminal")
-    typer.confirm(question, abort=True, err=True)
 
 
 def _show_credentials(user: str, password: str, inbox_prefix: str, creds_out: Path | None) -> None:

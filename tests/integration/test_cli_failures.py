@@ -70,8 +70,8 @@ COMMANDS: dict[str, list[str]] = {
     "finetune delete": ["finetune", "delete", "-t", "{t}", JOB],
     "keys issue": ["keys", "issue", "-t", "{t}"],
     "keys list": ["keys", "list", "-t", "{t}"],
-    "keys rotate": ["keys", "rotate", "-t", "{t}", "0123456789ab"],
-    "keys revoke": ["keys", "revoke", "-t", "{t}", "0123456789ab"],
+    "keys rotate": ["keys", "rotate", "-t", "{t}", "-y", "0123456789ab"],
+    "keys revoke": ["keys", "revoke", "-t", "{t}", "-y", "0123456789ab"],
 }
 NOT_CONNECTING = {"run", "demo"}
 
