@@ -115,10 +115,10 @@ Pair = tuple[Tenant, Tenant]
 @pytest_asyncio.fixture(scope="module")
 async def tenants(door: Door) -> Pair:
     a = await _onboard(
-        door, "api-a", "Alpha Rockets", "Refunds for rocket skates are accepted within 45 days."
+        door, "api-a", "Alpha Rockets", "Alpha Rockets takes back unused jet boots for 45 days."
     )
     b = await _onboard(
-        door, "api-b", "Beta Travel", "The daily meal allowance on business trips is 75 dollars."
+        door, "api-b", "Beta Travel", "Beta Travel staff may spend 75 dollars a day on meals."
     )
     return a, b
 
@@ -132,7 +132,10 @@ def _openai(door: Door, key: str) -> openai.AsyncOpenAI:
 
 
 MODEL = "claude-sonnet-4-5"  # on every PRO tenant's allow-list (the offline model answers)
-ASK = [{"role": "user", "content": "What is the refund window for rocket skates?"}]
+# Document texts are this module's own: leakage fingerprints every ingested document
+# for the whole test session, and another module's tenant with the same sentence would
+# make each look like the other's content.
+ASK = [{"role": "user", "content": "For how long are unused jet boots taken back?"}]
 
 
 async def test_anthropic_sdk_creates_and_streams(door: Door, tenants: Pair) -> None:
