@@ -18,6 +18,7 @@ into another tenant's completions or inboxes, or into a stream it has no rights 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from faststream.nats import NatsMessage, NatsRouter
 from nats.aio.msg import Msg
@@ -97,19 +98,28 @@ async def publish_reply(received: Msg, data: bytes) -> None:
     await received._client.publish(received.reply, data)
 
 
-def tenant_door(
-    router: NatsRouter,
-    subject: str,
-    *,
-    trail: AuditTrail,
-    action: str,
-    queue: str,
-    max_workers: int,
-    max_body_bytes: int,
-    refusal: Refusal,
-    tenant_position: int = 1,
-) -> Callable[[Handler], Handler]:
-    """Register a request/reply subscriber on a tenant-facing subject (tenant.*.…).
+# A streaming handler: (subject, headers, body, send) -> the final answer's bytes; `send`
+# publishes an intermediate message on the same (checked) reply subject.
+Send = Callable[[bytes], Awaitable[None]]
+StreamHandler = Callable[[str, dict[str, str], bytes, Send], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class Door:
+    """A tenant-facing subject (tenant.*.…) and how its messages are admitted."""
+
+    subject: str
+    trail: AuditTrail
+    action: str
+    queue: str
+    max_workers: int
+    max_body_bytes: int
+    refusal: Refusal
+    tenant_position: int = 1
+
+
+def tenant_door(router: NatsRouter, door: Door) -> Callable[[Handler], Handler]:
+    """Register a request/reply subscriber on a tenant-facing subject.
 
     Every message gets exactly one answer on an allowed reply subject: the handler's,
     or a typed error if the body is over `max_body_bytes` (refused before parsing) or
@@ -120,41 +130,13 @@ def tenant_door(
         async def work(raw: Msg, _: Send) -> bytes:
             return await fn(raw.subject, raw.headers or {}, raw.data)
 
-        _door(
-            router,
-            subject,
-            trail,
-            action,
-            queue,
-            max_workers,
-            max_body_bytes,
-            refusal,
-            tenant_position,
-            work,
-        )
+        _subscribe(router, door, work)
         return fn
 
     return decorate
 
 
-# A streaming handler: (subject, headers, body, send) -> the final answer's bytes; `send`
-# publishes an intermediate message on the same (checked) reply subject.
-Send = Callable[[bytes], Awaitable[None]]
-StreamHandler = Callable[[str, dict[str, str], bytes, Send], Awaitable[bytes]]
-
-
-def tenant_stream_door(
-    router: NatsRouter,
-    subject: str,
-    *,
-    trail: AuditTrail,
-    action: str,
-    queue: str,
-    max_workers: int,
-    max_body_bytes: int,
-    refusal: Refusal,
-    tenant_position: int = 1,
-) -> Callable[[StreamHandler], StreamHandler]:
+def tenant_stream_door(router: NatsRouter, door: Door) -> Callable[[StreamHandler], StreamHandler]:
     """tenant_door for a streamed answer: any number of messages, then the final one,
     all on the same checked reply subject."""
 
@@ -162,41 +144,25 @@ def tenant_stream_door(
         async def work(raw: Msg, send: Send) -> bytes:
             return await fn(raw.subject, raw.headers or {}, raw.data, send)
 
-        _door(
-            router,
-            subject,
-            trail,
-            action,
-            queue,
-            max_workers,
-            max_body_bytes,
-            refusal,
-            tenant_position,
-            work,
-        )
+        _subscribe(router, door, work)
         return fn
 
     return decorate
 
 
-def _door(
-    router: NatsRouter,
-    subject: str,
-    trail: AuditTrail,
-    action: str,
-    queue: str,
-    max_workers: int,
-    max_body_bytes: int,
-    refusal: Refusal,
-    tenant_position: int,
-    work: Callable[[Msg, Send], Awaitable[bytes]],
+def _subscribe(
+    router: NatsRouter, door: Door, work: Callable[[Msg, Send], Awaitable[bytes]]
 ) -> None:
+    trail, action, refusal = door.trail, door.action, door.refusal
+    max_body_bytes = door.max_body_bytes
     # no_reply: FastStream would publish the return value to whatever reply subject
     # came in; answers go out below, only after the check.
-    @router.subscriber(subject, queue=queue, max_workers=max_workers, no_reply=True)
+    @router.subscriber(
+        door.subject, queue=door.queue, max_workers=door.max_workers, no_reply=True
+    )
     async def handler(msg: NatsMessage) -> None:
         raw = msg.raw_message
-        token = subjects.tenant_from_subject(raw.subject, tenant_position)
+        token = subjects.tenant_from_subject(raw.subject, door.tenant_position)
         reply = raw.reply or ""
         if reply and not reply_allowed(reply, token):
             await refuse_reply(trail, token, reply, action, raw.subject)

@@ -35,7 +35,7 @@ from shared.messages.completions import (
 )
 from shared.messages.retrieval import DocumentsIngested, IngestDocuments
 from shared.messages.tenants import ResolveTenant
-from shared.replies import Handler, Refusal, Send, tenant_door, tenant_stream_door
+from shared.replies import Door, Refusal, Send, tenant_door, tenant_stream_door
 from shared.service import error_reply, summarise_validation
 from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
 
@@ -326,17 +326,8 @@ def build_router(deps: Deps) -> NatsRouter:
 
     def door(
         subject: str, action: str, max_workers: int, max_body_bytes: int, refusal: Refusal
-    ) -> Callable[[Handler], Handler]:
-        return tenant_door(
-            router,
-            subject,
-            trail=deps.trail,
-            action=action,
-            queue=SERVICE,
-            max_workers=max_workers,
-            max_body_bytes=max_body_bytes,
-            refusal=refusal,
-        )
+    ) -> Door:
+        return Door(subject, deps.trail, action, SERVICE, max_workers, max_body_bytes, refusal)
 
     async def refuse_as_completion(
         raw_tenant: str, headers: dict[str, str], body: bytes, info: ErrorInfo
@@ -356,13 +347,13 @@ def build_router(deps: Deps) -> NatsRouter:
 
     ask, most = "completion.create", settings.max_request_bytes
 
-    @door(subjects.ALL_REQUESTS, ask, workers, most, refuse_durable)
+    @tenant_door(router, door(subjects.ALL_REQUESTS, ask, workers, most, refuse_durable))
     async def on_durable_request(subject: str, headers: dict[str, str], body: bytes) -> bytes:
         return await durable.queue(
             deps.broker.connection, settings.intake_timeout_s, subject, headers, body
         )
 
-    @door(subjects.ALL_SYNC_REQUESTS, ask, workers, most, refuse_as_completion)
+    @tenant_door(router, door(subjects.ALL_SYNC_REQUESTS, ask, workers, most, refuse_as_completion))
     async def on_sync_request(subject: str, headers: dict[str, str], body: bytes) -> bytes:
         done = await handle_request(deps, subject, body)
         return done.model_dump_json().encode()
@@ -376,14 +367,7 @@ def build_router(deps: Deps) -> NatsRouter:
         return error_reply(DocumentsIngested, tid, rid, info).model_dump_json().encode()
 
     @tenant_stream_door(
-        router,
-        subjects.ALL_STREAM_REQUESTS,
-        trail=deps.trail,
-        action=ask,
-        queue=SERVICE,
-        max_workers=workers,
-        max_body_bytes=most,
-        refusal=refuse_as_completion,
+        router, door(subjects.ALL_STREAM_REQUESTS, ask, workers, most, refuse_as_completion)
     )
     async def on_stream_request(
         subject: str, headers: dict[str, str], body: bytes, send: Send
@@ -398,7 +382,10 @@ def build_router(deps: Deps) -> NatsRouter:
 
     ingest_workers, ingest_most = max(1, workers // 8), settings.max_ingest_bytes
 
-    @door(subjects.ALL_INGESTS, "documents.ingest", ingest_workers, ingest_most, refuse_ingest)
+    @tenant_door(
+        router,
+        door(subjects.ALL_INGESTS, "documents.ingest", ingest_workers, ingest_most, refuse_ingest),
+    )
     async def on_ingest(subject: str, headers: dict[str, str], body: bytes) -> bytes:
         result = await handle_ingest(deps, subject, body)
         return result.model_dump_json().encode()
