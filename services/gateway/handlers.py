@@ -28,10 +28,7 @@ from shared.logging import bound, get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.completions import (
-    CancelCompletion,
-    CompletionDelta,
     CompletionPublished,
-    CreateCompletion,
 )
 from shared.messages.retrieval import DocumentsIngested, IngestDocuments
 from shared.messages.tenants import ResolveTenant
@@ -54,12 +51,11 @@ class Deps:
     trail: AuditTrail
     refusals: RecentRefusals = field(default_factory=RecentRefusals)
     # Streamed requests in progress, by (tenant, request id): what a cancel stops.
-    streams: dict[tuple[str, str], asyncio.Task[pipeline.Outcome]] = field(default_factory=dict)
+    streams: streaming.Streams = field(default_factory=dict)
 
 
 Deliver = Callable[[CompletionPublished], Awaitable[None]]
-# How an admitted request is answered, when not by pipeline.answer (streamed requests).
-Work = Callable[[CreateCompletion], Awaitable[pipeline.Outcome]]
+Work = streaming.Work
 
 
 async def _returned_as_reply(_: CompletionPublished) -> None:
@@ -200,54 +196,6 @@ async def _deny(
     )
 
 
-def streamed(deps: Deps, send: Send) -> Work:
-    """Answer an admitted request as a stream: scanned text as CompletionDelta messages
-    through `send`, then (returned) the outcome. A cancel from the client stops it."""
-
-    async def work(req: CreateCompletion) -> pipeline.Outcome:
-        seq = 0
-
-        async def send_text(text: str) -> None:
-            nonlocal seq
-            delta = CompletionDelta(request_id=req.request_id, seq=seq, text=text)
-            await send(delta.model_dump_json().encode())
-            seq += 1
-
-        key = (req.tenant_id, req.request_id)
-        task = asyncio.create_task(
-            streaming.stream_answer(req, deps.ports, deps.settings, deps.refusals, send_text)
-        )
-        deps.streams[key] = task
-        try:
-            return await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # the gateway is stopping
-            info = ErrorInfo(code=ErrorCode.CANCELLED, message="cancelled by the client")
-            error = CompletionPublished(tenant_id=req.tenant_id, request_id=req.request_id)
-            return pipeline.Outcome(error.model_copy(update={"error": info}), 0.0)
-        finally:
-            deps.streams.pop(key, None)
-
-    return work
-
-
-def cancel_stream(deps: Deps, subject: str, body: bytes) -> None:
-    """A client's cancel, on its own tenant's subject only (tenants cannot publish on
-    another's), names the request; a malformed one is ignored."""
-    try:
-        stop = CancelCompletion.model_validate_json(body)
-    except ValidationError:
-        return
-    if subjects.tenant_from_subject(subject, 1) != stop.tenant_id:
-        return
-    task = deps.streams.get((stop.tenant_id, stop.request_id))
-    if task is not None:
-        log.info("stream.cancelled")
-        task.cancel()
-
-
 def failed_completion(raw_tenant: str, body: bytes, fallback_id: str | None) -> CompletionPublished:
     """The error completion for a request the gateway could not work; never raises."""
     tid = raw_tenant if is_valid_tenant_id(raw_tenant) else UNATTRIBUTED
@@ -372,13 +320,16 @@ def build_router(deps: Deps) -> NatsRouter:
     async def on_stream_request(
         subject: str, headers: dict[str, str], body: bytes, send: Send
     ) -> bytes:
-        done = await handle_request(deps, subject, body, work=streamed(deps, send))
+        work = streaming.streamed(
+            deps.streams, deps.ports, deps.settings, deps.refusals, send
+        )
+        done = await handle_request(deps, subject, body, work=work)
         return done.model_dump_json().encode()
 
     # Every gateway: the one running the stream stops it. No answer is sent.
     @router.subscriber(subjects.ALL_CANCELS, no_reply=True)
     async def on_cancel(msg: NatsMessage) -> None:
-        cancel_stream(deps, msg.raw_message.subject, msg.raw_message.data)
+        streaming.cancel(deps.streams, msg.raw_message.subject, msg.raw_message.data)
 
     ingest_workers, ingest_most = max(1, workers // 8), settings.max_ingest_bytes
 

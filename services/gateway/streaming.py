@@ -15,6 +15,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from pydantic import ValidationError
+
 from services.gateway.pipeline import (
     Laps,
     Outcome,
@@ -27,13 +29,23 @@ from services.gateway.pipeline import (
 from services.gateway.ports import ModelCall, Ports
 from services.gateway.refusals import RecentRefusals
 from services.gateway.settings import GatewaySettings
+from shared import subjects
 from shared.bus import ServiceCallError
+from shared.logging import get_logger
 from shared.messages.base import ErrorCode, ErrorInfo
-from shared.messages.completions import CompletionPublished, CreateCompletion, Usage
+from shared.messages.completions import (
+    CancelCompletion,
+    CompletionDelta,
+    CompletionPublished,
+    CreateCompletion,
+    Usage,
+)
 from shared.messages.leakage import Finding, ScanLocation, ScanText, TextScanned, Verdict
 from shared.messages.llm import CancelModelCall
 from shared.messages.metering import CallOutcome
 from shared.redaction import redact
+
+log = get_logger("tenantry.gateway")
 
 Send = Callable[[str], Awaitable[None]]
 Scan = Callable[[str], Awaitable[TextScanned]]
@@ -188,3 +200,60 @@ async def _stop_model(
     except (TimeoutError, ServiceCallError, asyncio.CancelledError):
         pass
     return Usage(), model
+
+
+# How an admitted request is answered, when not by pipeline.answer (streamed requests).
+Work = Callable[[CreateCompletion], Awaitable[Outcome]]
+Streams = dict[tuple[str, str], asyncio.Task[Outcome]]
+
+
+def streamed(
+    streams: Streams,
+    ports: Ports,
+    settings: GatewaySettings,
+    refusals: RecentRefusals,
+    send: Callable[[bytes], Awaitable[None]],
+) -> Work:
+    """Answer an admitted request as a stream: scanned text as CompletionDelta messages
+    through `send`, then (returned) the outcome. A cancel from the client stops it."""
+
+    async def work(req: CreateCompletion) -> Outcome:
+        seq = 0
+
+        async def send_text(text: str) -> None:
+            nonlocal seq
+            delta = CompletionDelta(request_id=req.request_id, seq=seq, text=text)
+            await send(delta.model_dump_json().encode())
+            seq += 1
+
+        key = (req.tenant_id, req.request_id)
+        task = asyncio.create_task(stream_answer(req, ports, settings, refusals, send_text))
+        streams[key] = task
+        try:
+            return await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the gateway is stopping
+            info = ErrorInfo(code=ErrorCode.CANCELLED, message="cancelled by the client")
+            error = CompletionPublished(tenant_id=req.tenant_id, request_id=req.request_id)
+            return Outcome(error.model_copy(update={"error": info}), 0.0)
+        finally:
+            streams.pop(key, None)
+
+    return work
+
+
+def cancel(streams: Streams, subject: str, body: bytes) -> None:
+    """A client's cancel, on its own tenant's subject only (tenants cannot publish on
+    another's), names the request; a malformed one is ignored."""
+    try:
+        stop = CancelCompletion.model_validate_json(body)
+    except ValidationError:
+        return
+    if subjects.tenant_from_subject(subject, 1) != stop.tenant_id:
+        return
+    task = streams.get((stop.tenant_id, stop.request_id))
+    if task is not None:
+        log.info("stream.cancelled")
+        task.cancel()
