@@ -20,7 +20,12 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
@@ -192,19 +197,24 @@ def stream_for(subject: str) -> str:
 
 
 async def kv_keys(kv: KeyValue, pattern: str) -> list[str]:
-    """Keys matching a subject-style pattern (e.g. "acme.*"), read with a filtered watch.
+    """Keys matching a subject-style pattern (e.g. "acme.*") that hold a value now.
 
-    nats-py's keys(filters=...) scans the whole bucket and matches substrings, which
-    would also return "acme-2.…" for "acme"; this only touches the matching keys."""
-    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+    The bucket stream's per-subject counts (stream info with a subject filter) name
+    every key that has a message; a get then drops the deleted and purged ones. Not a
+    watch: nats-py's watch sends its "no more" marker when the consumer has nothing
+    *undelivered*, which under load can come before the delivered entries are handed
+    over, and a listing cut short left keys behind at offboarding (seen in tests).
+    nats-py's keys(filters=...) also matches substrings ("acme" would find "acme-2")."""
+    prefix = kv._pre  # "$KV.<bucket>."
+    info = await kv._js.stream_info(kv._stream, subjects_filter=f"{prefix}{pattern}")
     keys = []
-    try:
-        async for entry in watcher:
-            if entry is None:  # end of the current values
-                break
-            keys.append(entry.key)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    for subject in sorted(info.state.subjects or {}):
+        key = subject[len(prefix) :]
+        try:
+            await kv.get(key)
+        except KeyNotFoundError:  # KeyDeletedError too: a delete or purge marker
+            continue
+        keys.append(key)
     return keys
 
 
