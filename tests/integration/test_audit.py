@@ -248,7 +248,12 @@ async def test_a_failed_insert_is_redelivered_not_dropped(
         client.close()
     report = await eventually(lambda: usage(client_broker, tid), lambda r: r.requests >= 1)
     assert report.requests == 1 and report.cost_nanousd == 42
-    info = await js.consumer_info(subjects.EVENTS_STREAM, COST_CONSUMER)
+    # The batch is acked after its insert, so the ack can reach the server a moment after
+    # the row is readable.
+    info = await eventually(
+        lambda: js.consumer_info(subjects.EVENTS_STREAM, COST_CONSUMER),
+        lambda i: i.num_ack_pending == 0,
+    )
     assert info.num_redelivered == 0 and info.num_ack_pending == 0
 
 
