@@ -32,6 +32,21 @@ def open_qdrant(settings: RetrievalSettings) -> QdrantStore | EdgeStore:
     return QdrantStore.local(settings.qdrant_location)
 
 
+def make_embedder(settings: RetrievalSettings) -> Embedder:
+    """The embedder the settings name; the semantic ones load their model here (once,
+    at start-up), from files installed with the 'semantic' extra, never downloaded."""
+    if settings.embedder == "minilm":
+        from services.retrieval.semantic import MiniLMEmbedder
+
+        return MiniLMEmbedder()
+    if settings.embedder == "static":
+        from services.retrieval.semantic import StaticEmbedder
+
+        assert settings.embed_model_path is not None  # the settings validator says so
+        return StaticEmbedder(settings.embed_model_path)
+    return HashingEmbedder(settings.embed_dim)
+
+
 def bootstrap(
     settings: RetrievalSettings | None = None,
     *,
@@ -47,7 +62,7 @@ def bootstrap(
     secret = settings.canary_secret.get_secret_value().encode()
     deps = Deps(
         store=store,  # type: ignore[arg-type]  # opened in on_start when not given
-        embedder=embedder or HashingEmbedder(settings.embed_dim),
+        embedder=embedder or make_embedder(settings),
         chunking=ChunkingConfig(
             max_chars=settings.chunk_max_chars,
             target_chars=settings.chunk_target_chars,

@@ -59,7 +59,7 @@ class StoreError(RuntimeError):
 
 class EdgeStore:
     def __init__(
-        self, root: Path, *, max_open: int = 256, hnsw_m: int = 16, ef_construct: int = 100
+        self, root: Path, *, max_open: int = 64, hnsw_m: int = 16, ef_construct: int = 100
     ) -> None:
         self.root = root
         self._args = [
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.retrieval.edge")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--max-open", type=int, default=256)
+    parser.add_argument("--max-open", type=int, default=64)
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--ef-construct", type=int, default=100)
     args = parser.parse_args(argv)

@@ -66,7 +66,7 @@ class FolderLocked(RuntimeError):
 
 class ShardSet:
     def __init__(
-        self, root: Path, *, max_open: int = 256, hnsw_m: int = 16, ef_construct: int = 100
+        self, root: Path, *, max_open: int = 64, hnsw_m: int = 16, ef_construct: int = 100
     ) -> None:
         if max_open < 1:
             raise ValueError("max_open must be at least 1")
@@ -270,7 +270,13 @@ class ShardSet:
             # a segment and rebuilds its graph, so an uncapped segment is rebuilt whole on
             # every round (quadratic over a long ingest); capped, a round costs at most one
             # segment's build and a 100k-chunk tenant searches 4 graphs.
-            optimizers=qe.EdgeOptimizersConfig(max_segment_size=MAX_SEGMENT_KB),
+            optimizers=qe.EdgeOptimizersConfig(
+                max_segment_size=MAX_SEGMENT_KB,
+                # Qdrant's threshold is in KB of vectors (default 10 000: 2 500 vectors at
+                # 1024 wide, 6 500 at 384); set from INDEX_AFTER_UNINDEXED so idle_work
+                # never asks for an index the optimizer then declines to build.
+                indexing_threshold=max(1, INDEX_AFTER_UNINDEXED * dim * 4 // 1024),
+            ),
             hnsw_config=qe.HnswIndexConfig(
                 m=m, ef_construct=ef_construct, full_scan_threshold=10_000
             ),

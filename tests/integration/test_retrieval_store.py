@@ -233,19 +233,22 @@ async def test_edge_folder_is_held_by_one_worker_at_a_time(tmp_path: Path) -> No
     ShardSet(tmp_path).close()  # released on close
 
 
-async def test_edge_builds_the_hnsw_index_once_ingest_goes_quiet(tmp_path: Path) -> None:
+# 384 is MiniLM's width: at 384, Qdrant's default threshold (10 MB of vectors) would
+# wait for 6 500 points, and the index was never built for a 3 000-point shard.
+@pytest.mark.parametrize("dim", [1024, 384])
+async def test_edge_builds_the_hnsw_index_once_ingest_goes_quiet(dim: int, tmp_path: Path) -> None:
     store = EdgeStore(tmp_path)
     await store.open()
     try:
         rng = np.random.default_rng(5)
         n = INDEX_AFTER_UNINDEXED + 1_000
-        vectors = rng.standard_normal((n, 1024)).astype(np.float32)
+        vectors = rng.standard_normal((n, dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         chunks = [
             StoredChunk(index.chunk_id("big", f"d{i}", 0), "big", f"d{i}", 0, f"t{i}", v)
             for i, v in enumerate(vectors)
         ]
-        await store.upsert("big", chunks, 1024)
+        await store.upsert("big", chunks, dim)
         deadline = time.monotonic() + 120
         while (await store.points("big"))[1] < n:
             assert time.monotonic() < deadline, await store.points("big")

@@ -6,8 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from services.retrieval.adapters import QdrantStore
-from services.retrieval.app import open_qdrant
+from services.retrieval.app import make_embedder, open_qdrant
 from services.retrieval.edge import EdgeStore
+from services.retrieval.embedding import HashingEmbedder
 from services.retrieval.settings import RetrievalSettings
 
 pytestmark = pytest.mark.unit
@@ -50,6 +51,8 @@ def test_server_mode_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         {"embed_dim": 8},
         {"qdrant_embedded": "chroma"},
         {"edge_max_open_shards": 0},
+        {"embedder": "static", "embed_model_path": None},
+        {"embedder": "bert"},
     ],
 )
 def test_bad_settings_fail_fast(overrides: dict[str, object]) -> None:
@@ -62,3 +65,15 @@ def test_placeholder_api_key_refused_in_production() -> None:
         RetrievalSettings(
             environment="production", qdrant_url="http://qdrant:6333", qdrant_api_key="changeme"
         )
+
+
+def test_hashing_is_the_default_embedder_and_loads_nothing() -> None:
+    embedder = make_embedder(RetrievalSettings(embed_dim=256))
+    assert isinstance(embedder, HashingEmbedder) and embedder.dim == 256
+
+
+def test_a_static_model_folder_that_is_not_one_is_refused(tmp_path: Path) -> None:
+    pytest.importorskip("model2vec", reason="needs the 'semantic' extra")
+    settings = RetrievalSettings(embedder="static", embed_model_path=tmp_path)
+    with pytest.raises(FileNotFoundError, match="distill"):
+        make_embedder(settings)
