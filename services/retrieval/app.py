@@ -81,6 +81,15 @@ def bootstrap(
             await qdrant.open()
             owned.append(qdrant)
             deps.store = qdrant
+            old_local = settings.data_dir / "qdrant"
+            if settings.qdrant_embedded == "edge" and settings.qdrant_path is None:
+                if old_local.is_dir() and any(old_local.iterdir()):
+                    # Edge became the embedded default; local mode's data is not read.
+                    log.warning(
+                        "retrieval.local_mode_data_not_served",
+                        folder=str(old_local),
+                        hint="TENANTRY_QDRANT_EMBEDDED=local serves it; or re-ingest",
+                    )
             log.info(
                 "retrieval.store_opened",
                 mode="server" if settings.qdrant_url else settings.qdrant_embedded,

@@ -13,7 +13,8 @@ ingest burst is acknowledged at write speed and indexed afterwards; a search tha
 arrives while an index is being built waits for it (see README for how long).
 
 If the service dies, the worker reads end-of-file on its socket, closes every shard and
-exits, releasing the folder for the next start. Every acknowledged upsert is already in
+exits, releasing the folder for the next start; if the worker dies, the service starts
+another and repeats the call. Every acknowledged upsert is already in
 the shard's WAL by then, and is replayed on the next load even if the worker was killed.
 """
 
@@ -38,11 +39,14 @@ import numpy as np
 import numpy.typing as npt
 
 from services.retrieval.adapters import DimensionMismatch, Hit, StoredChunk
+from shared.logging import get_logger
 
 if TYPE_CHECKING:
     # Only the worker imports qdrant_edge: the service process stays free of it (and
     # runs without it installed when it talks to a Qdrant server).
     from services.retrieval.shards import ShardSet, ShardStats
+
+log = get_logger("tenantry.retrieval.edge")
 
 # Wait this long without a request before closing cold shards or building an index.
 IDLE_BEFORE_INDEX_S = 0.2
@@ -70,6 +74,7 @@ class EdgeStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-edge")
         self._conn: Connection | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
 
     @property
     def pid(self) -> int | None:
@@ -129,15 +134,41 @@ class EdgeStore:
     # --- plumbing ----------------------------------------------------------------------
 
     async def _call(self, op: str, *args: Any) -> Any:
-        conn = self._conn
-        if conn is None:
+        if self._conn is None:
             raise RuntimeError("EdgeStore used before open()")
 
         def roundtrip() -> Any:
-            conn.send((op, args))
-            return _unwrap(conn.recv())
+            try:
+                return self._send(op, args)
+            except (EOFError, ConnectionError) as exc:
+                if op == "close":
+                    raise
+                # The worker died (killed, out of memory). Every acknowledged write is in
+                # a shard's WAL and every operation is safe to repeat (chunk ids are
+                # fixed), so start a new worker and send this one again, once. (A delete
+                # the dead worker had finished then reports 0 removed: it is gone either way.)
+                log.warning("retrieval.edge_worker_restarted", op=op, error=type(exc).__name__)
+                self._restart()
+                return self._send(op, args)
 
         return await self._run(roundtrip)
+
+    def _send(self, op: str, args: tuple[Any, ...]) -> Any:
+        conn = self._conn
+        assert conn is not None
+        conn.send((op, args))
+        return _unwrap(conn.recv())
+
+    def _restart(self) -> None:
+        """On the executor thread: replace a dead worker (the kernel freed its flock)."""
+        if self._conn is not None:
+            self._conn.close()
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc, self._conn = _start_worker(self.root, self._args)
+        _unwrap(self._conn.recv())  # ready, or why not
+        self.restarts += 1
 
     async def _run(self, fn: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)

@@ -322,8 +322,10 @@ def wait_gone(pid: int, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":  # dead, not yet reaped by its parent
             return
         time.sleep(0.05)
     raise AssertionError(f"process {pid} still running")
@@ -350,6 +352,22 @@ async def test_edge_worker_killed_mid_ingest_loses_nothing_acknowledged(tmp_path
         proc.kill()
         proc.wait()
     await assert_batches_stored(tmp_path, acked)
+
+
+async def test_a_killed_worker_is_replaced_and_the_call_goes_through(tmp_path: Path) -> None:
+    store = EdgeStore(tmp_path)
+    await store.open()
+    try:
+        await store.upsert("acme", [chunk("acme", "d", 0, "pair the thermostat")], EMBEDDER.dim)
+        first = store.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_gone(first)  # our own child: dead once it is a zombie
+        hits = await store.search("acme", EMBEDDER.embed(["thermostat"])[0], 1)
+        assert [h.document_id for h in hits] == ["d"]  # answered by a new worker
+        assert store.restarts == 1 and store.pid not in (None, first)
+    finally:
+        await store.close()
 
 
 async def test_edge_worker_outlives_no_killed_service(tmp_path: Path) -> None:
