@@ -3,7 +3,8 @@ tenant's collection, and across 100 tenants.
 
 In-process, not over the bus: the retrieval service's own code path (services/retrieval/
 index.py: chunk, embed with the default HashingEmbedder, upsert; embed the query, search)
-on the embedded store (Qdrant local mode in a temporary folder). Going through NATS adds
+on Qdrant local mode, the embedded fallback, in a temporary folder (bench/retrieval_edge.py
+measures the default, Qdrant Edge). Going through NATS adds
 one request/reply (see bench/pipeline.py for the hop's cost) and would make a 100k ingest
 measure the bus, not the index. Each document is one ~500-character chunk of pseudo-words.
 
