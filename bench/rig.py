@@ -34,7 +34,7 @@ from shared.ops import OpsClient
 
 SYLLABLES = "ka lo mi ne ru sa ti vo ze ba du fe gi ho ju ly pa qe ri so tu vi wa xo".split()
 # Only these services may run as several copies in embedded mode: access rewrites the
-# one auth file, retrieval and audit hold the Qdrant-local and chDB folder locks.
+# one auth file, retrieval and audit hold the Qdrant Edge worker and chDB folder locks.
 SCALABLE = ("promptconfig", "metering", "leakage", "llm", "gateway")
 
 

@@ -33,7 +33,7 @@ SERVICES = (
 )
 
 # Embedded mode cannot run two of these: access rewrites the one auth file beside
-# nats-server, retrieval and audit hold the Qdrant-local and chDB folder locks.
+# nats-server, retrieval and audit hold the Qdrant Edge worker and chDB folder locks.
 SINGLE_COPY = ("access", "retrieval", "audit")
 
 log = get_logger("tenantry.launcher")
