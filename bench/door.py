@@ -87,12 +87,12 @@ async def ttft(
             if r.status_code != 200:
                 await r.aread()
                 continue
-            async for line in r.aiter_lines():
-                if _has_text(line):
-                    firsts.append((time.perf_counter() - started) * 1000)
-                    break
-            async for _ in r.aiter_lines():
-                pass  # read to the end, as a client would
+            first = None
+            async for line in r.aiter_lines():  # read to the end, as a client would
+                if first is None and _has_text(line):
+                    first = (time.perf_counter() - started) * 1000
+            if first is not None:
+                firsts.append(first)
     if not firsts:
         return {"failed_streams": float(TTFT_REQUESTS)}
     return {**loadgen.percentiles(firsts), "failed_streams": float(TTFT_REQUESTS - len(firsts))}
