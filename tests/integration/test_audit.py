@@ -224,6 +224,9 @@ async def test_a_failed_insert_is_redelivered_not_dropped(
 ) -> None:
     tid = new_tenant_id("retry")
     js = client_broker.connection.jetstream()
+    # The consumer is the session's: earlier modules can leave messages of their own in
+    # flight (poison ones waiting out a redelivery delay), so compare with before.
+    before = await js.consumer_info(subjects.EVENTS_STREAM, COST_CONSUMER)
     client = chdb_client(audit_dir)
     try:
         # Make every cost insert fail, as if ClickHouse were down.
@@ -252,9 +255,10 @@ async def test_a_failed_insert_is_redelivered_not_dropped(
     # the row is readable.
     info = await eventually(
         lambda: js.consumer_info(subjects.EVENTS_STREAM, COST_CONSUMER),
-        lambda i: i.num_ack_pending == 0,
+        lambda i: i.num_ack_pending <= before.num_ack_pending,
     )
-    assert info.num_redelivered == 0 and info.num_ack_pending == 0
+    assert info.num_ack_pending <= before.num_ack_pending
+    assert info.num_redelivered <= before.num_redelivered
 
 
 async def read_deadletters(broker: NatsBroker, consumer: str) -> list[tuple[str, dict[str, str]]]:
