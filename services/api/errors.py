@@ -25,6 +25,7 @@ _MAP: dict[ErrorCode, tuple[int, str, str]] = {
     ErrorCode.UNKNOWN_MODEL: (404, "not_found_error", "invalid_request_error"),
     ErrorCode.NOT_FOUND: (404, "not_found_error", "invalid_request_error"),
     ErrorCode.CONFLICT: (409, "invalid_request_error", "invalid_request_error"),
+    ErrorCode.CANCELLED: (400, "invalid_request_error", "invalid_request_error"),
     ErrorCode.PAYLOAD_TOO_LARGE: (413, "request_too_large", "invalid_request_error"),
     ErrorCode.RATE_LIMITED: (429, "rate_limit_error", "rate_limit_exceeded"),
     ErrorCode.BUDGET_EXCEEDED: (429, "rate_limit_error", "insufficient_quota"),
@@ -42,29 +43,31 @@ def status_of(info: ErrorInfo, api: Api) -> int:
     return _MAP.get(info.code, (500, "", ""))[0]
 
 
+def error_body(info: ErrorInfo, api: Api) -> dict[str, object]:
+    """The API's error body: a plain HTTP error's, or the `error` event that ends a
+    stream which had already started (same types, so SDKs raise the same way)."""
+    return _shaped(info, api)[1]
+
+
 def error_response(info: ErrorInfo, api: Api) -> JSONResponse:
-    if info.code is ErrorCode.UNAVAILABLE:
-        status, a_type, o_type = _OVERLOADED[api], "overloaded_error", "server_error"
-    else:
-        status, a_type, o_type = _MAP.get(info.code, (500, "api_error", "server_error"))
+    status, body = _shaped(info, api)
     headers = {}
     if info.retry_after_s is not None:
         headers["retry-after"] = str(info.retry_after_s)
     elif info.retryable and status >= 500:
         headers["retry-after"] = "1"
-    body: dict[str, object]
-    if api == "anthropic":
-        body = {"type": "error", "error": {"type": a_type, "message": info.message}}
-    else:
-        body = {
-            "error": {
-                "message": info.message,
-                "type": o_type,
-                "param": None,
-                "code": info.code.value,
-            }
-        }
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _shaped(info: ErrorInfo, api: Api) -> tuple[int, dict[str, object]]:
+    if info.code is ErrorCode.UNAVAILABLE:
+        status, a_type, o_type = _OVERLOADED[api], "overloaded_error", "server_error"
+    else:
+        status, a_type, o_type = _MAP.get(info.code, (500, "api_error", "server_error"))
+    if api == "anthropic":
+        return status, {"type": "error", "error": {"type": a_type, "message": info.message}}
+    body = {"message": info.message, "type": o_type, "param": None, "code": info.code.value}
+    return status, {"error": body}
 
 
 def unauthenticated(api: Api) -> JSONResponse:

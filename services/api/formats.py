@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.messages.base import ErrorCode, ErrorInfo
+from services.api.errors import error_body
 from shared.messages.completions import (
     ClientInfo,
     CompletionDelta,
@@ -219,15 +219,6 @@ def sse(event: str | None, data: dict[str, Any] | str) -> bytes:
 Events = AsyncIterator[CompletionDelta | CompletionPublished]
 
 
-def _error_body(info: ErrorInfo, api: str) -> dict[str, Any]:
-    if api == "anthropic":
-        kind = "overloaded_error" if info.code is ErrorCode.UNAVAILABLE else "api_error"
-        if info.code in (ErrorCode.LEAKAGE_BLOCKED, ErrorCode.CANCELLED):
-            kind = "invalid_request_error"
-        return {"type": "error", "error": {"type": kind, "message": info.message}}
-    return {"error": {"message": info.message, "type": "server_error", "code": info.code.value}}
-
-
 async def anthropic_stream(events: Events, model: str, request_id: str) -> AsyncIterator[bytes]:
     """Anthropic's SSE events, each delta sent as it arrives from the gateway. A
     refusal after text went out (a leakage block mid-stream) is an `error` event."""
@@ -252,7 +243,7 @@ async def anthropic_stream(events: Events, model: str, request_id: str) -> Async
             yield sse("content_block_delta", {**delta, "delta": text})
             continue
         if event.error is not None:
-            yield sse("error", _error_body(event.error, "anthropic"))
+            yield sse("error", error_body(event.error, "anthropic"))
             return
         yield sse("content_block_stop", {"type": "content_block_stop", "index": 0})
         final = anthropic_message(event, None)
@@ -287,7 +278,7 @@ async def openai_stream(
             yield chunk({"content": event.text}, None)
             continue
         if event.error is not None:
-            yield sse(None, _error_body(event.error, "openai"))
+            yield sse(None, error_body(event.error, "openai"))
             return
         base["model"] = event.model
         yield chunk({}, "stop")
