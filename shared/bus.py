@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import TypeVar
@@ -276,3 +277,24 @@ async def call(
         raise ServiceCallError(
             ErrorInfo(code=ErrorCode.INTERNAL, message=f"the {service} service answered badly")
         ) from exc
+
+
+async def next_reply(queue: asyncio.Queue[Msg], timeout_s: float, who: str) -> Msg:
+    """The next message of a multi-message reply (a stream), collected on an inbox by
+    the caller: a wait that runs out, or nats-server's no-responders status, is the
+    same client-safe UNAVAILABLE error `call` gives."""
+    try:
+        msg = await asyncio.wait_for(queue.get(), timeout_s)
+    except TimeoutError:
+        raise ServiceCallError(
+            ErrorInfo(
+                code=ErrorCode.UNAVAILABLE,
+                message=f"{who} sent nothing for {timeout_s:g}s",
+                retryable=True,
+            )
+        ) from None
+    if msg.headers and msg.headers.get("Status") == "503":  # no responders
+        raise ServiceCallError(
+            ErrorInfo(code=ErrorCode.UNAVAILABLE, message=f"{who} is not running", retryable=True)
+        )
+    return msg

@@ -12,8 +12,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from shared import apikeys, subjects
-from shared.bus import ServiceCallError, call
-from shared.messages.base import ErrorCode, ErrorInfo
+from shared.bus import call, next_reply
 from shared.messages.completions import (
     CancelCompletion,
     CompletionDelta,
@@ -54,65 +53,39 @@ class Gateway:
         self._nc = nc
         self._timeout_s = timeout_s
         self._me = f"api{secrets.token_hex(6)}"
-        self._waiting: dict[str, asyncio.Future[Msg]] = {}
-        self._streams: dict[str, asyncio.Queue[Msg]] = {}
+        # Replies by token: one message (a sync request) or many (a stream).
+        self._replies: dict[str, asyncio.Queue[Msg]] = {}
 
     async def start(self) -> None:
         await self._nc.subscribe(f"{subjects.TENANT_INBOX_ROOT}.*.{self._me}.*", cb=self._on)
 
     async def _on(self, msg: Msg) -> None:
-        token = msg.subject.rsplit(".", 1)[-1]
-        queue = self._streams.get(token)
+        queue = self._replies.get(msg.subject.rsplit(".", 1)[-1])
         if queue is not None:
             queue.put_nowait(msg)
-            return
-        waiter = self._waiting.pop(token, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(msg)
 
-    async def complete(self, request: CreateCompletion) -> CompletionPublished:
+    async def _ask(self, subject: str, request: CreateCompletion) -> tuple[str, asyncio.Queue[Msg]]:
         token = secrets.token_hex(8)
         inbox = f"{subjects.tenant_inbox_prefix(request.tenant_id)}.{self._me}.{token}"
-        waiter: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
-        self._waiting[token] = waiter
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._replies[token] = queue
+        await self._nc.publish(subject, request.model_dump_json().encode(), reply=inbox)
+        return token, queue
+
+    async def receive(self, queue: asyncio.Queue[Msg]) -> Msg:
+        return await next_reply(queue, self._timeout_s, "the gateway")
+
+    async def complete(self, request: CreateCompletion) -> CompletionPublished:
+        token, queue = await self._ask(subjects.request_sync(request.tenant_id), request)
         try:
-            await self._nc.publish(
-                subjects.request_sync(request.tenant_id),
-                request.model_dump_json().encode(),
-                reply=inbox,
-            )
-            reply = await asyncio.wait_for(waiter, self._timeout_s)
-        except TimeoutError:
-            raise ServiceCallError(
-                ErrorInfo(
-                    code=ErrorCode.UNAVAILABLE,
-                    message=f"no answer from the platform within {self._timeout_s:g}s",
-                    retryable=True,
-                )
-            ) from None
+            reply = await self.receive(queue)
         finally:
-            self._waiting.pop(token, None)
-        if reply.headers and reply.headers.get("Status") == "503":  # no responders
-            raise ServiceCallError(
-                ErrorInfo(
-                    code=ErrorCode.UNAVAILABLE,
-                    message="the gateway is not running",
-                    retryable=True,
-                )
-            )
+            self._replies.pop(token, None)
         return CompletionPublished.model_validate_json(reply.data)
 
     async def stream(self, request: CreateCompletion) -> Stream:
         """Start a streamed request; read it with Stream.next, end it with Stream.close."""
-        token = secrets.token_hex(8)
-        inbox = f"{subjects.tenant_inbox_prefix(request.tenant_id)}.{self._me}.{token}"
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-        self._streams[token] = queue
-        await self._nc.publish(
-            subjects.request_stream(request.tenant_id),
-            request.model_dump_json().encode(),
-            reply=inbox,
-        )
+        token, queue = await self._ask(subjects.request_stream(request.tenant_id), request)
         return Stream(self, token, request, queue)
 
     async def models(self, tenant_id: str) -> TenantResolved:
@@ -136,29 +109,14 @@ class Stream:
         self.finished = False
 
     async def next(self) -> CompletionDelta | CompletionPublished:
-        try:
-            msg = await asyncio.wait_for(self._queue.get(), self._gateway._timeout_s)
-        except TimeoutError:
-            raise ServiceCallError(
-                ErrorInfo(
-                    code=ErrorCode.UNAVAILABLE,
-                    message=f"no answer from the platform within {self._gateway._timeout_s:g}s",
-                    retryable=True,
-                )
-            ) from None
-        if msg.headers and msg.headers.get("Status") == "503":
-            raise ServiceCallError(
-                ErrorInfo(
-                    code=ErrorCode.UNAVAILABLE, message="the gateway is not running", retryable=True
-                )
-            )
+        msg = await self._gateway.receive(self._queue)
         if msg.data.startswith(b'{"type":"delta"'):
             return CompletionDelta.model_validate_json(msg.data)
         self.finished = True
         return CompletionPublished.model_validate_json(msg.data)
 
     async def close(self) -> None:
-        self._gateway._streams.pop(self._token, None)
+        self._gateway._replies.pop(self._token, None)
         if not self.finished:
             stop = CancelCompletion(
                 tenant_id=self._request.tenant_id, request_id=self._request.request_id

@@ -13,8 +13,7 @@ from nats.aio.subscription import Subscription
 
 from services.gateway.tenants import TenantCache
 from shared import subjects
-from shared.bus import ServiceCallError, call
-from shared.messages.base import ErrorCode, ErrorInfo
+from shared.bus import call, next_reply
 from shared.messages.leakage import ScanText, TextScanned
 from shared.messages.llm import CancelModelCall, InvokeModel, ModelInvoked, ModelStreamed
 from shared.messages.metering import AuthorizeRequest, RequestAuthorized, SettleUsage, UsageSettled
@@ -124,24 +123,7 @@ class BusModelCall:
         self._events.put_nowait(msg)
 
     async def next(self) -> ModelStreamed:
-        try:
-            msg = await asyncio.wait_for(self._events.get(), self._timeout)
-        except TimeoutError:
-            raise ServiceCallError(
-                ErrorInfo(
-                    code=ErrorCode.UNAVAILABLE,
-                    message=f"the llm service sent nothing for {self._timeout:g}s",
-                    retryable=True,
-                )
-            ) from None
-        if msg.headers and msg.headers.get("Status") == "503":
-            raise ServiceCallError(
-                ErrorInfo(
-                    code=ErrorCode.UNAVAILABLE,
-                    message="the llm service is not running",
-                    retryable=True,
-                )
-            )
+        msg = await next_reply(self._events, self._timeout, "the llm service")
         return ModelStreamed.model_validate_json(msg.data)
 
     async def __aexit__(self, *exc: object) -> None:
