@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from services.leakage.app import default_detectors
-from services.leakage.canary import Canaries
 from services.leakage.content import FingerprintIndex
 from services.leakage.directory import TenantDirectory, TenantIdentity
-from services.leakage.fingerprint import fingerprints
 from services.leakage.scanner import Scanner
+from shared.canary import Canaries
+from shared.fingerprint import fingerprints
 from shared.messages.leakage import ScanLocation, ScanText, Verdict
 
 TENANTS = 1_000

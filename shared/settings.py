@@ -136,3 +136,13 @@ class TenantrySettings(BaseSettings):
                 if isinstance(value, SecretStr) and value.get_secret_value() in PLACEHOLDER_SECRETS:
                     raise ValueError(f"{name} holds a placeholder secret; set a real one")
         return self
+
+
+class CanarySettings(TenantrySettings):
+    """The base of the two services that share the canary secret: retrieval plants the
+    tokens (shared.canary) and leakage spots them, so both read the same variable,
+    TENANTRY_CANARY_SECRET. The base refuses the placeholder default in production."""
+
+    canary_secret: SecretStr = Field(
+        default=SecretStr("dev"), description="Platform secret the canary tokens derive from."
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.leakage.adapters import FingerprintFeed, KvTenantFeed
-from services.leakage.canary import Canaries, CanaryDetector
+from services.leakage.canary import CanaryDetector
 from services.leakage.content import MIN_MATCHES, FingerprintIndex, ForeignContentDetector
 from services.leakage.detectors import Detector, ForeignChunkDetector, ForeignTenantDetector
 from services.leakage.directory import TenantDirectory
@@ -17,6 +17,7 @@ from services.leakage.secret_patterns import SecretDetector
 from services.leakage.settings import LeakageSettings
 from shared.audit import AuditTrail
 from shared.bus import make_broker
+from shared.canary import Canaries
 from shared.service import Service
 
 

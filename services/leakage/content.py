@@ -21,8 +21,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from services.leakage.detectors import Hit
-from services.leakage.fingerprint import Hashes, shingles, unpack
+from services.leakage.detectors import Detection
+from shared.fingerprint import Hashes, shingles, unpack
 from shared.messages.leakage import FingerprintsChanged, FingerprintScope, ScanText
 
 NO_OWNER = -1
@@ -167,13 +167,13 @@ class ForeignContentDetector:
         self._index = index
         self._min_matches = min_matches
 
-    def detect(self, request: ScanText) -> list[Hit]:
+    def detect(self, request: ScanText) -> list[Detection]:
         found = shingles(request.text)
         owners = self._index.owners(found.hashes)
         foreign = owners >= 0
         if not foreign.any():
             return []
-        hits: list[Hit] = []
+        hits: list[Detection] = []
         for owner in np.unique(owners[foreign]):
             if self._index.tenant_of(int(owner)) == request.tenant_id:
                 continue
@@ -181,7 +181,7 @@ class ForeignContentDetector:
             if len(np.unique(found.hashes[mine])) < self._min_matches:
                 continue
             for start, end in _merged(found.starts[mine], found.ends[mine]):
-                hits.append(Hit(self.name, "quoted_document", request.location, start, end))
+                hits.append(Detection(self.name, "quoted_document", request.location, start, end))
         return hits
 
 

@@ -16,7 +16,7 @@ from shared.messages.leakage import ScanLocation, ScanText
 
 
 @dataclass(frozen=True)
-class Hit:
+class Detection:
     detector: str
     kind: str
     location: ScanLocation
@@ -27,7 +27,7 @@ class Hit:
 class Detector(Protocol):
     name: str
 
-    def detect(self, request: ScanText) -> list[Hit]: ...
+    def detect(self, request: ScanText) -> list[Detection]: ...
 
 
 class ForeignTenantDetector:
@@ -39,13 +39,15 @@ class ForeignTenantDetector:
     def __init__(self, directory: TenantDirectory) -> None:
         self._directory = directory
 
-    def detect(self, request: ScanText) -> list[Hit]:
+    def detect(self, request: ScanText) -> list[Detection]:
         hits = []
         for match in self._directory.matcher().find(request.text):
             if any(owner.tenant_id == request.tenant_id for owner in match.owners):
                 continue
             hits.append(
-                Hit(self.name, match.owners[0].kind.value, request.location, match.start, match.end)
+                Detection(
+                    self.name, match.owners[0].kind.value, request.location, match.start, match.end
+                )
             )
         return hits
 
@@ -56,7 +58,7 @@ class ForeignChunkDetector:
 
     name = "foreign_chunk"
 
-    def detect(self, request: ScanText) -> list[Hit]:
+    def detect(self, request: ScanText) -> list[Detection]:
         hits = []
         for chunk in request.context:
             if chunk.tenant_id == request.tenant_id:
@@ -64,5 +66,5 @@ class ForeignChunkDetector:
             # Point at the chunk's text where the caller pasted it into the scanned text.
             start = request.text.find(chunk.text) if chunk.text else -1
             span = (start, start + len(chunk.text)) if start >= 0 else (0, 0)
-            hits.append(Hit(self.name, "chunk_tenant_mismatch", ScanLocation.CONTEXT, *span))
+            hits.append(Detection(self.name, "chunk_tenant_mismatch", ScanLocation.CONTEXT, *span))
         return hits

@@ -2,8 +2,8 @@
 
 One pass over the text finds every identifier of every tenant at once, whatever the
 number of tenants; matches are then kept only on whole-word boundaries. Matching is
-case-insensitive through `fold`, which lower-cases character by character so offsets
-in the folded text are offsets in the original.
+case-insensitive through `fold` (shared.fingerprint), which lower-cases character by
+character so offsets in the folded text are offsets in the original.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import ahocorasick
+
+from shared.fingerprint import fold
 
 
 class IdentifierKind(StrEnum):
@@ -36,14 +38,6 @@ class IdentifierMatch:
     start: int
     end: int
     owners: tuple[Owner, ...]
-
-
-def fold(text: str) -> str:
-    """Lower-case without changing length (a few characters, e.g. 'İ', lower to two)."""
-    lowered = text.lower()
-    if len(lowered) == len(text):
-        return lowered
-    return "".join(c if len(low := c.lower()) != 1 else low for c in text)
 
 
 def _is_word(char: str) -> bool:

@@ -21,7 +21,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from stdnum import iban, luhn
 
-from services.leakage.detectors import Hit
+from services.leakage.detectors import Detection
 from shared.messages.leakage import ScanText
 
 _EMAIL = re.compile(
@@ -105,7 +105,7 @@ def _valid(number: str, region: str | None) -> bool:
 class PiiDetector:
     name = "pii"
 
-    def detect(self, request: ScanText) -> list[Hit]:
+    def detect(self, request: ScanText) -> list[Detection]:
         text = request.text
         spans: list[tuple[int, int, str]] = []
 
@@ -131,4 +131,4 @@ class PiiDetector:
             before = text[max(0, start - 40) : start]
             if free(start, end) and is_phone(candidate, before):
                 spans.append((start, end, "phone"))
-        return [Hit(self.name, kind, request.location, s, e) for s, e, kind in sorted(spans)]
+        return [Detection(self.name, kind, request.location, s, e) for s, e, kind in sorted(spans)]

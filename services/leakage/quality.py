@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from services.leakage.app import default_detectors
-from services.leakage.canary import Canaries
 from services.leakage.content import FingerprintIndex
 from services.leakage.directory import TenantDirectory, TenantIdentity
-from services.leakage.fingerprint import fingerprints
 from services.leakage.scanner import Scanner
+from shared.canary import Canaries
+from shared.fingerprint import fingerprints
 from shared.messages.leakage import ScanLocation, ScanText
 from shared.messages.retrieval import Chunk
 

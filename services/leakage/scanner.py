@@ -6,8 +6,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from services.leakage.canary import Canaries
-from services.leakage.detectors import Detector, Hit
+from services.leakage.detectors import Detection, Detector
+from shared.canary import Canaries
 from shared.messages.audit import DetailValue
 from shared.messages.leakage import Finding, ScanLocation, ScanText, Verdict
 from shared.redaction import redact
@@ -38,7 +38,7 @@ class ScanResult:
     findings: list[Finding]
 
 
-def action_for(hit: Hit, overrides: Mapping[str, str]) -> Verdict:
+def action_for(hit: Detection, overrides: Mapping[str, str]) -> Verdict:
     """The tenant's override for detector.kind, else for detector, else the default."""
     default = POLICY.get(hit.detector, Verdict.BLOCK)
     if hit.detector in FIXED:

@@ -11,9 +11,9 @@ import re
 import string
 from dataclasses import dataclass
 
-from services.leakage.detectors import Hit
+from services.leakage.detectors import Detection
 from services.leakage.entropy import high_entropy_tokens
-from services.leakage.matcher import fold
+from shared.fingerprint import fold
 from shared.messages.leakage import ScanText
 
 # Patterns start with a literal so `re` can skip ahead fast (a leading look-behind made
@@ -120,7 +120,7 @@ def _is_real_value(value: str, quoted: bool) -> bool:
 class SecretDetector:
     name = "secret"
 
-    def detect(self, request: ScanText) -> list[Hit]:
+    def detect(self, request: ScanText) -> list[Detection]:
         text = request.text
         spans: list[tuple[int, int, str]] = []
 
@@ -145,5 +145,6 @@ class SecretDetector:
             if free(start, end):
                 spans.append((start, end, "high_entropy_token"))
         return [
-            Hit(self.name, kind, request.location, start, end) for start, end, kind in sorted(spans)
+            Detection(self.name, kind, request.location, start, end)
+            for start, end, kind in sorted(spans)
         ]

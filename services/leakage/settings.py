@@ -1,9 +1,9 @@
-from pydantic import Field, SecretStr
+from pydantic import Field
 
-from shared.settings import TenantrySettings
+from shared.settings import CanarySettings
 
 
-class LeakageSettings(TenantrySettings):
+class LeakageSettings(CanarySettings):
     registry_load_timeout_s: float = Field(
         default=30.0,
         gt=0,
@@ -15,11 +15,6 @@ class LeakageSettings(TenantrySettings):
         gt=0,
         le=3600,
         description="How long start-up waits to replay every tenant's content fingerprints.",
-    )
-    # Shared with retrieval (same variable): it plants the canaries, leakage spots them.
-    # The base settings refuse the placeholder default in production.
-    canary_secret: SecretStr = Field(
-        default=SecretStr("dev"), description="Platform secret the canary tokens derive from."
     )
     content_min_matches: int = Field(
         default=3,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from services.leakage.canary import Canaries
 from services.retrieval.adapters import QdrantStore, VectorStore
 from services.retrieval.chunking import ChunkingConfig
 from services.retrieval.edge import EdgeStore
@@ -12,6 +11,7 @@ from services.retrieval.settings import RetrievalSettings
 from shared import subjects
 from shared.audit import AuditTrail
 from shared.bus import make_broker, publish_event
+from shared.canary import Canaries
 from shared.logging import get_logger
 from shared.messages.leakage import FingerprintsChanged
 from shared.service import Service

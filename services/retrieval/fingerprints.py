@@ -1,7 +1,7 @@
 """What retrieval tells leakage about the documents it holds: content fingerprints.
 
-leakage owns the scheme (services.leakage.fingerprint) and retrieval only applies it,
-so the two sides always hash the same way. Only hashes leave this service, never text;
+The scheme is shared.fingerprint, which leakage applies to the text it scans, so the
+two sides always hash the same way. Only hashes leave this service, never text;
 a hash of 8 words cannot be turned back into them.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.leakage.fingerprint import fingerprints, pack
+from shared.fingerprint import fingerprints, pack
 from shared.messages.leakage import FINGERPRINTS_PER_EVENT, FingerprintsChanged, FingerprintScope
 from shared.messages.retrieval import Document
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 from faststream.nats import NatsRouter
 
-from services.leakage.canary import Canaries
 from services.retrieval import fingerprints, index
 from services.retrieval.adapters import DimensionMismatch, VectorStore, collection_name
 from services.retrieval.chunking import ChunkingConfig
 from services.retrieval.embedding import Embedder
 from shared.audit import AuditTrail
+from shared.canary import Canaries
 from shared.messages.audit import AuditEventType, AuditStatus, DetailValue
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.leakage import FingerprintsChanged

@@ -7,10 +7,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from services.leakage.canary import Canaries
 from services.retrieval.adapters import Hit, StoredChunk, VectorStore
 from services.retrieval.chunking import ChunkingConfig, chunk_text
 from services.retrieval.embedding import Embedder
+from shared.canary import Canaries
 from shared.logging import get_logger
 from shared.messages.retrieval import Document
 

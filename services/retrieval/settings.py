@@ -7,10 +7,10 @@ from typing import Literal
 
 from pydantic import Field, HttpUrl, SecretStr, model_validator
 
-from shared.settings import TenantrySettings
+from shared.settings import CanarySettings
 
 
-class RetrievalSettings(TenantrySettings):
+class RetrievalSettings(CanarySettings):
     """Qdrant is a server when TENANTRY_QDRANT_URL is set, else embedded in a folder:
     Qdrant Edge (one shard per tenant, HNSW) by default, or qdrant-client's local mode."""
 
@@ -57,11 +57,6 @@ class RetrievalSettings(TenantrySettings):
     )
     chunk_overlap_chars: int = Field(
         default=120, ge=0, description="Text repeated from the end of the previous chunk."
-    )
-    # Shared with leakage (same variable): retrieval plants canaries, leakage spots them.
-    # The base settings refuse the placeholder default in production.
-    canary_secret: SecretStr = Field(
-        default=SecretStr("dev"), description="Platform secret the canary tokens derive from."
     )
     plant_canaries: bool = Field(
         default=True, description="Append the tenant's canary token to every stored chunk."

@@ -79,7 +79,7 @@ class FingerprintsChanged(Envelope):
         default="",
         max_length=MAX_FINGERPRINT_BYTES * 4 // 3 + 4,
         pattern=r"^[A-Za-z0-9+/]*={0,2}$",
-        description="Winnowed 64-bit shingle hashes (services.leakage.fingerprint) as "
+        description="Winnowed 64-bit shingle hashes (shared.fingerprint) as "
         "little-endian uint64s, base64-encoded; empty withdraws the document's set.",
     )
     append: bool = Field(default=False, description="Add to the set instead of replacing it.")

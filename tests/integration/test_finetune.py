@@ -25,7 +25,6 @@ from services.finetune.model import Cancelled, Example
 from services.finetune.runner import Runner
 from services.finetune.settings import FineTuneSettings
 from services.leakage.app import bootstrap as leakage_app
-from services.leakage.canary import Canaries
 from services.leakage.settings import LeakageSettings
 from services.llm.app import bootstrap as llm_app
 from services.llm.settings import LlmSettings
@@ -36,6 +35,7 @@ from services.promptconfig.settings import PromptConfigSettings
 from services.promptconfig.tiers import default_profile
 from shared import subjects
 from shared.bus import FINETUNE_BUCKET, call, kv_keys
+from shared.canary import Canaries
 from shared.messages.audit import AuditEventType, AuditRecorded
 from shared.messages.base import ErrorCode
 from shared.messages.finetune import (

@@ -14,13 +14,13 @@ import pytest_asyncio
 from faststream.nats import NatsBroker
 
 from services.leakage.app import bootstrap as leakage_app
-from services.leakage.canary import PREFIX
 from services.leakage.content import FingerprintIndex
 from services.leakage.settings import LeakageSettings
 from services.retrieval.app import bootstrap as retrieval_app
 from services.retrieval.settings import RetrievalSettings
 from shared import subjects
 from shared.bus import call
+from shared.canary import PREFIX
 from shared.messages.audit import AuditEventType, AuditRecorded
 from shared.messages.base import Envelope, Reply
 from shared.messages.leakage import ScanLocation, ScanText, TextScanned, Verdict

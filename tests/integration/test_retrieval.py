@@ -15,7 +15,6 @@ import pytest_asyncio
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 
-from services.leakage.canary import Canaries
 from services.retrieval import index
 from services.retrieval.adapters import DimensionMismatch, QdrantStore, StoredChunk
 from services.retrieval.app import bootstrap
@@ -25,6 +24,7 @@ from services.retrieval.recall import DEFAULT_SET, evaluate, load_set
 from services.retrieval.settings import RetrievalSettings
 from shared import subjects
 from shared.bus import call
+from shared.canary import Canaries
 from shared.messages.base import Envelope, ErrorCode, Reply
 from shared.messages.lifecycle import (
     DeprovisionTenant,

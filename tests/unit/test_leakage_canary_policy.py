@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from services.leakage.app import default_detectors
-from services.leakage.canary import PATTERN, Canaries, CanaryDetector
+from services.leakage.canary import CanaryDetector
 from services.leakage.content import FingerprintIndex
 from services.leakage.directory import TenantDirectory, TenantIdentity
 from services.leakage.scanner import Scanner
+from shared.canary import PATTERN, Canaries
 from shared.messages.leakage import ScanLocation, ScanText, Verdict
 from shared.messages.retrieval import Chunk
 

@@ -13,7 +13,7 @@ from services.leakage.content import (
     FingerprintIndex,
     ForeignContentDetector,
 )
-from services.leakage.fingerprint import K, W, fingerprints, pack, shingles, unpack, winnow
+from shared.fingerprint import K, W, fingerprints, pack, shingles, unpack, winnow
 from shared.messages.leakage import FingerprintsChanged, FingerprintScope, ScanLocation, ScanText
 
 pytestmark = pytest.mark.unit

@@ -86,9 +86,9 @@ def test_unknown_detector_fails_closed() -> None:
         name = "canary"
 
         def detect(self, request: ScanText) -> list:  # type: ignore[type-arg]
-            from services.leakage.detectors import Hit
+            from services.leakage.detectors import Detection
 
-            return [Hit("canary", "token", request.location, 0, 1)]
+            return [Detection("canary", "token", request.location, 0, 1)]
 
     assert Scanner([Canary()]).scan(scan_text("x")).verdict is Verdict.BLOCK
 

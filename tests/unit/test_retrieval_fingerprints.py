@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.leakage.canary import Canaries
-from services.leakage.fingerprint import fingerprints, unpack
 from services.retrieval import index
 from services.retrieval.fingerprints import document_events, withdrawn
+from shared.canary import Canaries
+from shared.fingerprint import fingerprints, unpack
 from shared.messages.leakage import FINGERPRINTS_PER_EVENT, FingerprintScope
 from shared.messages.retrieval import Document
 from tests.unit.test_retrieval_index import EMBEDDER, SMALL, FakeVectorStore

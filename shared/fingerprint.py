@@ -1,8 +1,8 @@
 """Content fingerprints: hashed word shingles, winnowed. One scheme, used on both sides.
 
 retrieval fingerprints every document it ingests (and publishes the result); leakage
-hashes the text it scans the same way and looks the hashes up. Both import this module,
-so the two can never drift apart.
+hashes the text it scans the same way and looks the hashes up. Both import this module
+(in shared/, since services never import each other), so the two can never drift apart.
 
 * Words are runs of letters/digits in the case-folded text, so punctuation, spacing
   and case changes do not hide a quote.
@@ -25,8 +25,6 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-from services.leakage.matcher import fold
-
 K = 8  # words per shingle: long enough that ordinary phrases rarely repeat across tenants
 W = 4  # winnowing window: keeps ~40% of shingles; any 11-word overlap leaves a trace
 
@@ -35,6 +33,15 @@ _WORD = re.compile(r"[^\W_]+")
 _MULT = np.uint64(0x100000001B3)  # FNV prime: odd, so the polynomial mixes every word in
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def fold(text: str) -> str:
+    """Lower-case without changing length (a few characters, e.g. 'İ', lower to two), so
+    offsets in the folded text are offsets in the original."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(c if len(low := c.lower()) != 1 else low for c in text)
 
 
 @lru_cache(maxsize=200_000)
