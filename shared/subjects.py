@@ -156,10 +156,6 @@ def cost_event(tenant_id: str) -> str:
     return event(tenant_id, "cost")
 
 
-def config_event(tenant_id: str) -> str:
-    return event(tenant_id, "config")
-
-
 def budget_event(tenant_id: str) -> str:
     return event(tenant_id, "budget")
 

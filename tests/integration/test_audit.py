@@ -328,9 +328,11 @@ async def test_max_deliveries_advisory_dead_letters_the_message(
     consumer = f"test-giveup-{tid}"
     js = client_broker.connection.jetstream()
     event = audit_event(tid, "poison")
-    ack = await js.publish(subjects.config_event(tid), event.model_dump_json().encode())
+    # A subject the events stream captures and no service consumes (budget events are
+    # read by ops, not by a service), so only this test's consumer sees the message.
+    ack = await js.publish(subjects.budget_event(tid), event.model_dump_json().encode())
     sub = await js.pull_subscribe(
-        subjects.config_event(tid),
+        subjects.budget_event(tid),
         durable=consumer,
         stream=subjects.EVENTS_STREAM,
         config=ConsumerConfig(max_deliver=2, ack_wait=5),
