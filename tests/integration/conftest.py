@@ -13,8 +13,6 @@ from faststream.nats import NatsBroker
 from shared import natsserver
 from shared.bus import ensure_topology
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="session")
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
