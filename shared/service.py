@@ -151,7 +151,7 @@ def rpc(
             if raw.reply and not reply_allowed(raw.reply, None):
                 await refuse_reply(trail, None, raw.reply, f"{service}.{verb}", raw.subject)
                 return
-            reply = await _answer(msg, fn, service, verb, request_type, reply_type, trail)
+            reply = await _serve(msg, fn, service, verb, request_type, reply_type, trail)
             if raw.reply:
                 await publish_reply(raw, reply.model_dump_json().encode())
 
@@ -160,7 +160,7 @@ def rpc(
     return decorate
 
 
-async def _answer(
+async def _serve(
     msg: NatsMessage,
     fn: Callable[[Q], Awaitable[P]],
     service: str,

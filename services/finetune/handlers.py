@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from faststream.nats import NatsRouter
 
-from services.finetune.manage import Manager, Refused
+from services.finetune.manage import JobRefused, Manager
 from shared.audit import AuditTrail
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode
@@ -44,7 +44,7 @@ def build_router(deps: Deps) -> NatsRouter:
     async def create(msg: CreateFineTune) -> FineTuneCreated:
         try:
             job = await deps.manager.create(msg)
-        except Refused as exc:
+        except JobRefused as exc:
             return FineTuneCreated(
                 tenant_id=msg.tenant_id, request_id=msg.request_id, error=exc.info, job=exc.job
             )
@@ -58,7 +58,7 @@ def build_router(deps: Deps) -> NatsRouter:
     async def show(msg: ShowFineTune) -> FineTuneFound:
         try:
             job = await deps.manager.show(msg.tenant_id, msg.job_id)
-        except Refused as exc:
+        except JobRefused as exc:
             await _audit_unknown(deps.trail, msg, "show", exc)
             return error_reply(FineTuneFound, msg.tenant_id, msg.request_id, exc.info)
         return reply_ok(FineTuneFound, msg, job=job)
@@ -67,7 +67,7 @@ def build_router(deps: Deps) -> NatsRouter:
     async def cancel(msg: CancelFineTune) -> FineTuneFound:
         try:
             job = await deps.manager.cancel(msg.tenant_id, msg.job_id, msg.request_id, msg.actor)
-        except Refused as exc:
+        except JobRefused as exc:
             await _audit_unknown(deps.trail, msg, "cancel", exc)
             return FineTuneFound(
                 tenant_id=msg.tenant_id, request_id=msg.request_id, error=exc.info, job=exc.job
@@ -80,7 +80,7 @@ def build_router(deps: Deps) -> NatsRouter:
             removed = await deps.manager.delete(
                 msg.tenant_id, msg.job_id, msg.request_id, msg.actor
             )
-        except Refused as exc:
+        except JobRefused as exc:
             await _audit_unknown(deps.trail, msg, "delete", exc)
             return FineTuneFound(
                 tenant_id=msg.tenant_id, request_id=msg.request_id, error=exc.info, job=exc.job
@@ -109,7 +109,10 @@ def build_router(deps: Deps) -> NatsRouter:
 
 
 async def _audit_unknown(
-    trail: AuditTrail, msg: ShowFineTune | CancelFineTune | DeleteFineTune, verb: str, exc: Refused
+    trail: AuditTrail,
+    msg: ShowFineTune | CancelFineTune | DeleteFineTune,
+    verb: str,
+    exc: JobRefused,
 ) -> None:
     """A job id the tenant does not own (another tenant's, or none at all: the same
     answer and the same row) is recorded against the asking tenant."""

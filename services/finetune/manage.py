@@ -37,7 +37,7 @@ from shared.messages.tenants import TenantLimits
 T = TypeVar("T")
 
 
-class Refused(Exception):
+class JobRefused(Exception):
     def __init__(self, info: ErrorInfo, job: FineTuneJob | None = None) -> None:
         super().__init__(info.message)
         self.info, self.job = info, job
@@ -60,14 +60,14 @@ class Manager:
     async def create(self, msg: CreateFineTune) -> FineTuneJob:
         resolved = await self.ports.resolve(msg.tenant_id, msg.request_id)
         if resolved.config is None:
-            raise Refused(
+            raise JobRefused(
                 resolved.error or ErrorInfo(code=ErrorCode.UNKNOWN_TENANT, message="unknown tenant")
             )
         config = resolved.config
         quota = quota_for(config.tier)
         if quota is None:
             await self._denied(msg.tenant_id, msg.request_id, msg.actor, config.tier.value)
-            raise Refused(
+            raise JobRefused(
                 ErrorInfo(
                     code=ErrorCode.FORBIDDEN,
                     message=f"fine-tuning is not part of the {config.tier.value} tier; "
@@ -77,7 +77,7 @@ class Manager:
         backend_name = msg.backend or self.default_backend
         backend = self.backends.get(backend_name)
         if backend is None:
-            raise Refused(
+            raise JobRefused(
                 ErrorInfo(
                     code=ErrorCode.MALFORMED_REQUEST,
                     message=f"unknown or unconfigured fine-tuning backend {backend_name[:20]!r}; "
@@ -85,7 +85,7 @@ class Manager:
                 )
             )
         if not backend.supports(msg.base_model):
-            raise Refused(
+            raise JobRefused(
                 ErrorInfo(
                     code=ErrorCode.UNKNOWN_MODEL,
                     message=f"the {backend_name} backend cannot fine-tune {msg.base_model[:100]!r}",
@@ -94,7 +94,7 @@ class Manager:
         try:
             examples = data.parse(msg.training_jsonl)
         except data.InvalidData as exc:
-            raise Refused(
+            raise JobRefused(
                 ErrorInfo(code=ErrorCode.MALFORMED_REQUEST, message=f"training data: {exc}")
             ) from None
 
@@ -103,7 +103,7 @@ class Manager:
         why_not = await jobs.take_slot(self.store, msg.tenant_id, quota, job_id, now)
         if why_not is not None:
             await self._denied(msg.tenant_id, msg.request_id, msg.actor, why_not, quota=True)
-            raise Refused(ErrorInfo(code=ErrorCode.QUOTA_EXCEEDED, message=why_not))
+            raise JobRefused(ErrorInfo(code=ErrorCode.QUOTA_EXCEEDED, message=why_not))
         job = FineTuneJob(
             job_id=job_id,
             tenant_id=msg.tenant_id,
@@ -119,12 +119,12 @@ class Manager:
         await self.lifecycle.create(job, msg.request_id, msg.actor)
         try:
             return await self._admit(msg, job, examples, config.limits)
-        except Refused as refused:
+        except JobRefused as refused:
             failed = await self.lifecycle.change(
                 msg.tenant_id, job_id, jobs.fail(refused.info.message), msg.request_id, msg.actor
             )
             await jobs.release_slot(self.store, msg.tenant_id, job_id)
-            raise Refused(refused.info, failed) from None
+            raise JobRefused(refused.info, failed) from None
         except BaseException:
             await self.lifecycle.change(
                 msg.tenant_id,
@@ -148,12 +148,12 @@ class Manager:
             self.ports.scan(msg.tenant_id, msg.request_id, data.scan_text(examples))
         )
         if scanned.error is not None:
-            raise Refused(scanned.error)
+            raise JobRefused(scanned.error)
         if scanned.verdict is Verdict.BLOCK:
             kinds = sorted(
                 {f"{f.detector}.{f.kind}" for f in scanned.findings if f.action is Verdict.BLOCK}
             )
-            raise Refused(
+            raise JobRefused(
                 ErrorInfo(
                     code=ErrorCode.LEAKAGE_BLOCKED,
                     message="training data refused by the leakage scan: " + ", ".join(kinds)[:300],
@@ -163,7 +163,9 @@ class Manager:
             try:
                 examples = data.from_scanned(scanned.text, len(examples))
             except data.InvalidData as exc:
-                raise Refused(ErrorInfo(code=ErrorCode.LEAKAGE_BLOCKED, message=str(exc))) from None
+                raise JobRefused(
+                    ErrorInfo(code=ErrorCode.LEAKAGE_BLOCKED, message=str(exc))
+                ) from None
         await self.artifacts.put(msg.tenant_id, data_object(job.job_id), data.to_jsonl(examples))
 
         held = await _checked(
@@ -177,7 +179,7 @@ class Manager:
         )
         if held.error is not None:
             await self.artifacts.delete(msg.tenant_id, data_object(job.job_id))
-            raise Refused(held.error)
+            raise JobRefused(held.error)
 
         def queue(current: FineTuneJob) -> FineTuneJob | None:
             if current.state is not JobState.VALIDATING:
@@ -194,7 +196,7 @@ class Manager:
             msg.tenant_id, job.job_id, queue, msg.request_id, msg.actor
         )
         if queued is None or queued.state is not JobState.QUEUED:
-            raise Refused(
+            raise JobRefused(
                 ErrorInfo(code=ErrorCode.CONFLICT, message="the job changed while admitted")
             )
         self.runner.submit(queued)
@@ -207,7 +209,7 @@ class Manager:
     async def show(self, tenant_id: str, job_id: str) -> FineTuneJob:
         found = await self.store.job(tenant_id, job_id)
         if found is None:
-            raise Refused(NOT_FOUND)
+            raise JobRefused(NOT_FOUND)
         return found[0]
 
     async def cancel(self, tenant_id: str, job_id: str, request_id: str, actor: str) -> FineTuneJob:
@@ -225,9 +227,9 @@ class Manager:
 
         job = await self.lifecycle.change(tenant_id, job_id, cancel, request_id, actor)
         if job is None:
-            raise Refused(NOT_FOUND)
+            raise JobRefused(NOT_FOUND)
         if job.state is not JobState.CANCELLED or not cancelled_from:
-            raise Refused(
+            raise JobRefused(
                 ErrorInfo(code=ErrorCode.CONFLICT, message=f"the job already {job.state.value}"),
                 job,
             )
@@ -245,7 +247,7 @@ class Manager:
         """Remove a finished job with its data and model; returns items removed."""
         job = await self.show(tenant_id, job_id)
         if not job.state.terminal:
-            raise Refused(
+            raise JobRefused(
                 ErrorInfo(code=ErrorCode.CONFLICT, message="cancel the job before deleting it"), job
             )
         removed = await self._remove(job, request_id)
@@ -310,8 +312,8 @@ class Manager:
 
 
 async def _checked(call: Awaitable[T]) -> T:
-    """Await a port call; an unanswered one becomes a Refused with its client-safe error."""
+    """Await a port call; an unanswered one becomes a JobRefused with its client-safe error."""
     try:
         return await call
     except ServiceCallError as exc:
-        raise Refused(exc.info) from None
+        raise JobRefused(exc.info) from None

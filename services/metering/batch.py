@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from services.metering.ledger import Admitted, Refused, Settled
+from services.metering.ledger import Admitted, Rejected, Settled
 from services.metering.state import MonthState
 
-Decision = Admitted | Refused | Settled
+Decision = Admitted | Rejected | Settled
 Step = tuple[MonthState | None, Decision, bool]
 
 # Calls decided per write: bounds the work redone after a conflict.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from faststream.nats import NatsBroker, NatsRouter
 
 from services.metering import lifecycle
-from services.metering.ledger import Refused, Settled, SettleKind
+from services.metering.ledger import Rejected, Settled, SettleKind
 from services.metering.meter import Busy, Meter, UnknownReservation
 from services.metering.state import month_of_reservation
 from shared import subjects
@@ -61,7 +61,7 @@ def build_router(deps: Deps) -> NatsRouter:
             decision = await deps.meter.authorize(msg)
         except Busy:
             return error_reply(RequestAuthorized, msg.tenant_id, msg.request_id, _BUSY)
-        if isinstance(decision, Refused):
+        if isinstance(decision, Rejected):
             await _audit_refusal(deps.trail, msg, decision)
             return error_reply(RequestAuthorized, msg.tenant_id, msg.request_id, decision.error)
         return reply_ok(
@@ -191,7 +191,7 @@ def _budget_event(msg: SettleUsage, outcome: Settled, threshold: int) -> BudgetA
     )
 
 
-async def _audit_refusal(trail: AuditTrail, msg: AuthorizeRequest, refused: Refused) -> None:
+async def _audit_refusal(trail: AuditTrail, msg: AuthorizeRequest, refused: Rejected) -> None:
     await trail.record(
         tenant_id=msg.tenant_id,
         request_id=msg.request_id,

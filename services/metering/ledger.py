@@ -53,7 +53,7 @@ class Admitted:
 
 
 @dataclass(frozen=True)
-class Refused:
+class Rejected:
     error: ErrorInfo
     reason: str  # short label for audit: model, rate, in_flight, budget, tokens_per_request
     retry_after_s: int | None = None
@@ -109,13 +109,13 @@ def authorize(
     limits: TenantLimits,
     now_ms: int,
     ttl_ms: int,
-) -> tuple[MonthState, Admitted | Refused]:
+) -> tuple[MonthState, Admitted | Rejected]:
     """Admit and hold, or refuse. The returned state is only worth writing if admitted."""
     s = release_expired(state, now_ms)
     s.budget_nanousd = limits.monthly_budget_nanousd
     tpm, rpm = limits.tokens_per_minute, limits.requests_per_minute
     if tokens > tpm:
-        return s, Refused(
+        return s, Rejected(
             ErrorInfo(
                 code=ErrorCode.TOKEN_LIMIT,
                 message=f"this request may use {tokens} tokens, more than the tenant's "
@@ -132,7 +132,7 @@ def authorize(
         wait_ms = max(ratelimit.retry_after_ms(w, now_ms, n, lim) or 0 for _, w, n, lim in waits)
         wait_s = max(math.ceil(wait_ms / 1000), 1)
         which = " and ".join(label for label, *_ in waits)
-        return s, Refused(
+        return s, Rejected(
             ErrorInfo(
                 code=ErrorCode.RATE_LIMITED,
                 message=f"rate limit of {which} reached; retry in {wait_s} s",
@@ -143,7 +143,7 @@ def authorize(
             retry_after_s=wait_s,
         )
     if len(s.reservations) >= MAX_IN_FLIGHT:
-        return s, Refused(
+        return s, Rejected(
             ErrorInfo(
                 code=ErrorCode.RATE_LIMITED,
                 message=f"{MAX_IN_FLIGHT} calls already in flight for this tenant; retry in 1 s",
@@ -156,7 +156,7 @@ def authorize(
     budget, spent, held = s.budget_nanousd, s.spent_nanousd, s.reserved_nanousd
     if spent >= budget:
         # The hard stop: nothing more this period, whatever the request's size.
-        return s, Refused(
+        return s, Rejected(
             ErrorInfo(
                 code=ErrorCode.BUDGET_EXCEEDED,
                 message=f"monthly budget used up: spent {format_usd(spent)} of "
@@ -166,7 +166,7 @@ def authorize(
             reason="budget",
         )
     if spent + held + amount_nanousd > budget:
-        return s, Refused(
+        return s, Rejected(
             ErrorInfo(
                 code=ErrorCode.BUDGET_EXCEEDED,
                 message=f"monthly budget exceeded: spent {format_usd(spent)} of "

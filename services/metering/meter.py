@@ -36,7 +36,7 @@ from services.metering import ledger
 from services.metering import state as keys
 from services.metering.adapters import Conflict, MeteringStore
 from services.metering.batch import MAX_BATCH, Decision, KeyedLocks, Pending, Step
-from services.metering.ledger import Admitted, Refused, Settled, SettleKind
+from services.metering.ledger import Admitted, Rejected, Settled, SettleKind
 from services.metering.pricing import PriceTable, UnknownModel
 from services.metering.state import MonthState
 from shared.logging import get_logger
@@ -83,11 +83,11 @@ class Meter:
         state, _ = await self._load(keys.state_key(tenant_id, month or self.current_month()))
         return None if state is None else ledger.release_expired(state, self._now_ms())
 
-    async def authorize(self, msg: AuthorizeRequest) -> Admitted | Refused:
+    async def authorize(self, msg: AuthorizeRequest) -> Admitted | Rejected:
         try:
             price = self.prices.price(msg.model)
         except UnknownModel as exc:
-            return Refused(ErrorInfo(code=ErrorCode.UNKNOWN_MODEL, message=str(exc)), "model")
+            return Rejected(ErrorInfo(code=ErrorCode.UNKNOWN_MODEL, message=str(exc)), "model")
         month = self.current_month()
         reservation_id = keys.new_reservation_id(month)
 
@@ -103,12 +103,12 @@ class Meter:
                 now_ms=now_ms,
                 ttl_ms=self.reservation_ttl_s * 1000,
             )
-            if isinstance(decision, Refused):
+            if isinstance(decision, Rejected):
                 return state, decision, False  # a refusal changes nothing
             return new_state, decision, True
 
         result = await self._run(msg.tenant_id, month, Pending(step, creates=True))
-        assert isinstance(result, Admitted | Refused)
+        assert isinstance(result, Admitted | Rejected)
         return result
 
     async def settle(self, msg: SettleUsage) -> Settled:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from services.metering.adapters import Conflict, InMemoryMeteringStore
-from services.metering.ledger import Admitted, Refused
+from services.metering.ledger import Admitted, Rejected
 from services.metering.meter import Meter
 from services.metering.pricing import DEFAULT_TABLE
 from services.metering.state import MonthState, month_of
@@ -73,7 +73,7 @@ async def test_a_conflict_makes_the_whole_batch_decide_again_on_the_new_state() 
     m = Meter(store=RivalSpendsFirst(), prices=DEFAULT_TABLE)
     decisions = await asyncio.gather(*(m.authorize(ask(HOLD)) for _ in range(5)))
     assert all(
-        isinstance(d, Refused) and d.error.code is ErrorCode.BUDGET_EXCEEDED for d in decisions
+        isinstance(d, Rejected) and d.error.code is ErrorCode.BUDGET_EXCEEDED for d in decisions
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from services.metering import ledger
 from services.metering import state as keys
-from services.metering.ledger import Admitted, Refused, Settled, SettleKind
+from services.metering.ledger import Admitted, Rejected, Settled, SettleKind
 from services.metering.pricing import DEFAULT_TABLE
 from services.metering.ratelimit import WINDOW_MS
 from services.metering.state import MonthState
@@ -37,7 +37,7 @@ def limits(**overrides: int) -> TenantLimits:
 
 def reserve(
     state: MonthState, amount: int = 1_000_000, now_ms: int = T0, **limit_overrides: int
-) -> tuple[MonthState, Admitted | Refused]:
+) -> tuple[MonthState, Admitted | Rejected]:
     return ledger.authorize(
         state,
         reservation_id=keys.new_reservation_id(state.month),
@@ -77,7 +77,7 @@ def test_budget_holds_worst_case_and_refuses_clearly() -> None:
         state, _ = admitted(state, amount=usd("0.25"))
     assert state.reserved_nanousd == usd("1")
     _, decision = reserve(state, amount=1)
-    assert isinstance(decision, Refused)
+    assert isinstance(decision, Rejected)
     assert decision.error.code is ErrorCode.BUDGET_EXCEEDED
     assert "spent $0.000000 of $1.000000" in decision.error.message
     assert "$1.000000 held by calls in flight" in decision.error.message
@@ -88,7 +88,7 @@ def test_budget_exceeded_by_spend_is_not_retryable() -> None:
     state, hold = admitted(MonthState(month="2026-03"), amount=usd("1"))
     state, _ = settle(state, hold.reservation_id, Usage(output_tokens=66_667))
     _, decision = reserve(state, amount=usd("0.1"))
-    assert isinstance(decision, Refused)
+    assert isinstance(decision, Rejected)
     assert decision.error.code is ErrorCode.BUDGET_EXCEEDED
     assert "spent $1.000005 of $1.000000" in decision.error.message
     assert not decision.error.retryable
@@ -99,7 +99,7 @@ def test_requests_per_minute_refusal_says_when_to_retry() -> None:
     for _ in range(3):
         state, _ = admitted(state, amount=1, requests_per_minute=3)
     _, decision = reserve(state, amount=1, requests_per_minute=3)
-    assert isinstance(decision, Refused)
+    assert isinstance(decision, Rejected)
     assert decision.error.code is ErrorCode.RATE_LIMITED and decision.error.retryable
     assert decision.retry_after_s is not None and decision.retry_after_s > 0
     assert f"retry in {decision.retry_after_s} s" in decision.error.message
@@ -107,7 +107,7 @@ def test_requests_per_minute_refusal_says_when_to_retry() -> None:
 
 def test_request_larger_than_tokens_per_minute_is_not_retryable() -> None:
     _, decision = reserve(MonthState(month="2026-03"), tokens_per_minute=999)
-    assert isinstance(decision, Refused)
+    assert isinstance(decision, Rejected)
     assert decision.error.code is ErrorCode.TOKEN_LIMIT and not decision.error.retryable
 
 
@@ -144,7 +144,7 @@ def test_zero_usage_releases_without_cost() -> None:
 def test_expired_hold_is_released_on_next_write_and_late_settle_still_charges() -> None:
     state, hold = admitted(MonthState(month="2026-03"), amount=usd("1"))
     _, refused = reserve(state, amount=1, now_ms=T0 + TTL - 1)
-    assert isinstance(refused, Refused)
+    assert isinstance(refused, Rejected)
     state, _ = admitted(state, amount=1, now_ms=T0 + TTL)
     assert hold.reservation_id not in state.reservations
     assert hold.reservation_id in state.expired
@@ -206,5 +206,5 @@ def test_calls_in_flight_are_capped() -> None:
     for _ in range(ledger.MAX_IN_FLIGHT):
         state, _ = admitted(state, amount=1, **wide)
     _, decision = reserve(state, amount=1, **wide)
-    assert isinstance(decision, Refused) and decision.reason == "in_flight"
+    assert isinstance(decision, Rejected) and decision.reason == "in_flight"
     assert decision.error.code is ErrorCode.RATE_LIMITED and decision.error.retryable

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from services.metering.adapters import Conflict, InMemoryMeteringStore
-from services.metering.ledger import Admitted, Refused, SettleKind
+from services.metering.ledger import Admitted, Rejected, SettleKind
 from services.metering.meter import Busy, Meter, UnknownReservation
 from services.metering.pricing import DEFAULT_TABLE
 from services.metering.state import MonthState, state_key
@@ -54,7 +54,7 @@ async def test_concurrent_authorizations_never_overspend() -> None:
     assert len(admitted) == 20
     assert {d.amount_nanousd for d in admitted} == {HAIKU_HOLD}
     assert all(
-        isinstance(d, Refused) and d.error.code is ErrorCode.BUDGET_EXCEEDED
+        isinstance(d, Rejected) and d.error.code is ErrorCode.BUDGET_EXCEEDED
         for d in decisions
         if not isinstance(d, Admitted)
     )
@@ -63,7 +63,7 @@ async def test_concurrent_authorizations_never_overspend() -> None:
 async def test_unknown_model_is_refused_before_any_state() -> None:
     store = InMemoryMeteringStore()
     decision = await meter(store).authorize(ask("acme", limits(), model="gpt-imaginary"))
-    assert isinstance(decision, Refused) and decision.error.code is ErrorCode.UNKNOWN_MODEL
+    assert isinstance(decision, Rejected) and decision.error.code is ErrorCode.UNKNOWN_MODEL
     assert await store.get(state_key("acme", "2026-03")) is None
 
 
@@ -103,7 +103,7 @@ async def test_a_new_month_keeps_the_rate_window() -> None:
         assert isinstance(await m.authorize(ask("acme", lim)), Admitted)
     now[0] = datetime(2026, 4, 1, 0, 0, 0, 500_000, tzinfo=UTC)
     refused = await m.authorize(ask("acme", lim))
-    assert isinstance(refused, Refused) and refused.error.code is ErrorCode.RATE_LIMITED
+    assert isinstance(refused, Rejected) and refused.error.code is ErrorCode.RATE_LIMITED
 
 
 async def test_gives_up_as_busy_after_the_configured_attempts() -> None:
@@ -156,7 +156,7 @@ async def test_another_replicas_write_makes_the_remembered_state_conflict() -> N
     assert isinstance(await b.authorize(ask("acme", lim)), Admitted)  # budget now fully held
     # a's memory says one hold is left; its write conflicts, it re-reads and refuses.
     refused = await a.authorize(ask("acme", lim))
-    assert isinstance(refused, Refused) and refused.error.code is ErrorCode.BUDGET_EXCEEDED
+    assert isinstance(refused, Rejected) and refused.error.code is ErrorCode.BUDGET_EXCEEDED
 
 
 async def test_a_refusal_is_never_decided_on_remembered_state_alone() -> None:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from services.metering import ledger
 from services.metering import state as keys
 from services.metering.adapters import InMemoryMeteringStore
-from services.metering.ledger import Admitted, Refused, SettleKind
+from services.metering.ledger import Admitted, Rejected, SettleKind
 from services.metering.meter import Meter
 from services.metering.pricing import DEFAULT_TABLE
 from services.metering.settings import MeteringSettings
@@ -88,7 +88,7 @@ def test_hard_stop_at_100_percent_is_clear_and_final() -> None:
         now_ms=NOW_MS,
         ttl_ms=600_000,
     )
-    assert isinstance(decision, Refused) and decision.reason == "budget"
+    assert isinstance(decision, Rejected) and decision.reason == "budget"
     assert decision.error.code is ErrorCode.BUDGET_EXCEEDED and not decision.error.retryable
     assert "used up" in decision.error.message and "(2027-01)" in decision.error.message
 
