@@ -8,7 +8,7 @@ queueing, training, registration and the model's first load). Three jobs, median
 
 Quality: 200 fresh examples (seed 2026, no prompt shared with the training set) asked through llm,
 once of the fine-tuned model and once of the base offline model, each answer scored by
-token-F1 against the reference completion (services.finetune.model.token_f1: multiset
+token-F1 against the reference completion (shared.tuned_model.token_f1: multiset
 overlap of lower-cased tokens, SQuAD-style), averaged. Echoing the prompt back is shown
 as a second floor.
 
@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from services.finetune import samples
-from services.finetune.model import token_f1
 from shared import natsserver, subjects
 from shared.bus import call
 from shared.launcher import Platform
@@ -41,6 +40,7 @@ from shared.messages.lifecycle import OnboardTenant
 from shared.messages.llm import ChatMessage, InvokeModel, ModelInvoked
 from shared.messages.tenants import Tier
 from shared.ops import OpsClient
+from shared.tuned_model import token_f1
 
 SERVICES = (
     "access",

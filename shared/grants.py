@@ -49,7 +49,7 @@ def _svc(service: str, *verbs: str) -> tuple[str, ...]:
 
 
 _AUDITS = (subjects.ALL_AUDIT_EVENTS,)  # every service writes its own audit rows
-_FT_FILES = "OBJ_tenantry-finetune-files"  # finetune's object store (services.finetune.adapters)
+_FT_FILES = "OBJ_tenantry-finetune-files"  # finetune's object store (shared.finetune_store)
 # nats-py's object store get() looks its stream up by subject (names only, no content).
 _STREAM_NAMES = "$JS.API.STREAM.NAMES"
 

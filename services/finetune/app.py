@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from services.finetune.adapters import ArtifactStore, JobStore
 from services.finetune.backends import Backend, OfflineBackend
 from services.finetune.handlers import SERVICE, Deps, build_router
 from services.finetune.jobs import Lifecycle
@@ -12,6 +11,7 @@ from services.finetune.runner import Runner
 from services.finetune.settings import FineTuneSettings
 from shared.audit import AuditTrail
 from shared.bus import make_broker, publish_event
+from shared.finetune_store import ArtifactStore, JobStore
 from shared.logging import get_logger
 from shared.messages.base import Envelope
 from shared.service import Service

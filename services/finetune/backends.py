@@ -8,10 +8,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from services.finetune import model, training
-from services.finetune.model import Example
-from services.llm.offline import NO_ANSWER
+from services.finetune import training
+from shared import tuned_model as model
 from shared.messages.finetune import FineTuneJob
+from shared.offline_text import NO_ANSWER
+from shared.tuned_model import Example
 
 OFFLINE_BASE = "offline-extractive"
 
@@ -53,7 +54,7 @@ class Backend(Protocol):
 
 
 class OfflineBackend:
-    """Trains services.finetune.model on this machine, on a worker thread."""
+    """Trains shared.tuned_model on this machine, on a worker thread."""
 
     name = "offline"
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.finetune.adapters import JobStore
 from services.finetune.backends import Progress
 from services.finetune.jobs import Lifecycle
 from services.finetune.ports import Ports
 from services.finetune.settings import FineTuneSettings
 from shared.bus import ServiceCallError
+from shared.finetune_store import JobStore
 from shared.logging import get_logger
 from shared.messages.base import new_id, utcnow
 from shared.messages.finetune import FineTuneJob, JobState

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from services.finetune.model import Example, tokens
+from shared.tuned_model import Example, tokens
 
 MIN_EXAMPLES = 10
 MAX_EXAMPLES = 5_000

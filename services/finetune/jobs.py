@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from services.finetune.adapters import Conflict, JobStore
 from services.finetune.quotas import FineTuneQuota
 from shared import subjects
 from shared.audit import AuditTrail
+from shared.finetune_store import Conflict, JobStore
 from shared.logging import get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import Envelope, new_id, utcnow

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from services.finetune import data, jobs
-from services.finetune.adapters import ArtifactStore, JobStore
 from services.finetune.backends import Backend
 from services.finetune.billing import training_model
 from services.finetune.jobs import Lifecycle
-from services.finetune.model import Example
 from services.finetune.ports import Ports, allow_model
 from services.finetune.quotas import quota_for
 from services.finetune.runner import (
@@ -28,11 +26,13 @@ from services.finetune.runner import (
 )
 from shared.audit import AuditTrail
 from shared.bus import ServiceCallError
+from shared.finetune_store import ArtifactStore, JobStore
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo, utcnow
 from shared.messages.finetune import CreateFineTune, FineTuneJob, JobState
 from shared.messages.leakage import Verdict
 from shared.messages.tenants import TenantLimits
+from shared.tuned_model import Example
 
 T = TypeVar("T")
 

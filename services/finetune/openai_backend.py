@@ -18,10 +18,10 @@ import json
 import openai
 
 from services.finetune.backends import Progress, Trained, TrainingFailed
-from services.finetune.model import Cancelled, Example, tokens
 from services.finetune.settings import FineTuneSettings
 from shared.logging import get_logger
 from shared.messages.finetune import FineTuneJob
+from shared.tuned_model import Cancelled, Example, tokens
 
 log = get_logger("tenantry.finetune.openai")
 _REMOTE_TERMINAL = {"succeeded", "failed", "cancelled"}

@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from services.finetune import data, jobs
-from services.finetune.adapters import ArtifactStore, JobStore
 from services.finetune.backends import Backend, Progress, Trained, TrainingFailed
 from services.finetune.billing import Billing
 from services.finetune.jobs import Lifecycle
-from services.finetune.model import Cancelled
 from services.finetune.ports import Ports, allow_model
 from services.finetune.settings import FineTuneSettings
+from shared.finetune_store import ArtifactStore, JobStore
 from shared.logging import get_logger
 from shared.messages.base import new_id, utcnow
 from shared.messages.finetune import FineTuneJob, FineTuneModelInfo, JobState
+from shared.tuned_model import Cancelled
 
 log = get_logger("tenantry.finetune.runner")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import random
 
-from services.finetune.model import Example
+from shared.tuned_model import Example
 
 PRODUCTS = [
     "Zephyr router",

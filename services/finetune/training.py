@@ -1,4 +1,4 @@
-"""Training the offline model (services.finetune.model) on a tenant's examples, and
+"""Training the offline model (shared.tuned_model) on a tenant's examples, and
 scoring it. See model.py for what the model is and how the score is defined."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from services.finetune.model import (
+from shared.tuned_model import (
     BATCH,
     EOS,
     FEATURES,

@@ -15,16 +15,16 @@ from collections import OrderedDict
 
 from nats.js.client import JetStreamContext
 
-from services.finetune.adapters import ArtifactStore, JobStore
-from services.finetune.model import TunedModel
 from services.llm import offline, tokens
 from services.llm.invocation import ModelNotAllowed
 from services.llm.providers import Completion, UpstreamError
 from services.llm.remote import RemoteModels
+from shared.finetune_store import ArtifactStore, JobStore
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.completions import Usage
 from shared.messages.finetune import FineTuneModelInfo
 from shared.messages.llm import InvokeModel
+from shared.tuned_model import TunedModel
 
 PROVIDER = "offline-finetuned"
 CACHED_MODELS = 16

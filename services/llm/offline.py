@@ -17,6 +17,7 @@ from services.llm import tokens
 from services.llm.providers import Completion
 from shared.messages.completions import Usage
 from shared.messages.llm import InvokeModel
+from shared.offline_text import NO_ANSWER
 
 MODEL = "offline-extractive"
 PROVIDER = "offline"
@@ -30,10 +31,6 @@ KEEP_RATIO = 0.5
 HEADER = (
     "Extractive answer (offline mode, no language model was used): the most relevant "
     "sentences from your organisation's documents, quoted as written."
-)
-NO_ANSWER = (
-    "Offline mode (no language model was used): the documents searched for this "
-    "question do not contain an answer to it."
 )
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n\s*")

@@ -21,7 +21,6 @@ from services.finetune import samples
 from services.finetune.app import bootstrap as finetune_app
 from services.finetune.app import build as finetune_build
 from services.finetune.backends import OfflineBackend, Progress, Trained
-from services.finetune.model import Cancelled, Example
 from services.finetune.runner import Runner
 from services.finetune.settings import FineTuneSettings
 from services.leakage.app import bootstrap as leakage_app
@@ -61,6 +60,7 @@ from shared.messages.tenants import (
     UpsertTenant,
 )
 from shared.service import Service
+from shared.tuned_model import Cancelled, Example
 from tests.support.bus import ready
 
 pytestmark = pytest.mark.integration
@@ -441,7 +441,7 @@ async def test_training_data_with_another_tenants_canary_or_name_is_refused(
 
 
 def finetune_artifacts(service: Service):  # type: ignore[no-untyped-def]
-    from services.finetune.adapters import ArtifactStore
+    from shared.finetune_store import ArtifactStore
 
     return ArtifactStore(service.broker.connection.jetstream())
 
@@ -594,7 +594,7 @@ async def test_the_sweeper_fails_an_interrupted_admission_and_frees_lost_slots(
     "validating" and its quota slot; or a slot whose job was never written."""
     from datetime import timedelta
 
-    from services.finetune.adapters import JobStore, QuotaState
+    from shared.finetune_store import JobStore, QuotaState
     from shared.messages.base import utcnow
 
     tid = new_tenant_id("ftadm")

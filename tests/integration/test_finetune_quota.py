@@ -11,8 +11,8 @@ import pytest
 from faststream.nats import NatsBroker
 
 from services.finetune import jobs
-from services.finetune.adapters import JobStore
 from services.finetune.quotas import FineTuneQuota
+from shared.finetune_store import JobStore
 
 pytestmark = pytest.mark.integration
 DEC = datetime(2026, 12, 4, tzinfo=UTC)

@@ -23,7 +23,6 @@ import pytest_asyncio
 from faststream.nats import NatsBroker
 
 from services.finetune import samples
-from services.finetune.adapters import JobStore
 from services.leakage.app import bootstrap as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.metering.app import bootstrap as metering_app
@@ -32,6 +31,7 @@ from services.promptconfig.app import bootstrap as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
 from shared import subjects
 from shared.bus import call
+from shared.finetune_store import JobStore
 from shared.messages.finetune import CreateFineTune, FineTuneCreated, JobState
 from shared.messages.tenants import Tier
 from shared.service import Service

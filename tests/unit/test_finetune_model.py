@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from services.finetune import data, model, samples, training
-from services.finetune.model import Example
-from services.llm.offline import NO_ANSWER
+from services.finetune import data, samples, training
+from shared import tuned_model as model
+from shared.offline_text import NO_ANSWER
+from shared.tuned_model import Example
 
 pytestmark = pytest.mark.unit
 

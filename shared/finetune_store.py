@@ -9,6 +9,10 @@ KV keys (FINETUNE_BUCKET):
 Object store ARTIFACTS_BUCKET, names `<tid>/data/<job_id>.jsonl` and
 `<tid>/models/<suffix>.npz`: one bucket (so a service's NATS permissions can name it),
 each tenant under its own prefix; offboarding deletes everything under the prefix.
+
+finetune writes these; llm reads a tenant's model registrations and weights to serve
+them. The layout is one contract for both, so it lives in shared/ (services never
+import each other).
 """
 
 from __future__ import annotations

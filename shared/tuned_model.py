@@ -1,6 +1,7 @@
 """The offline fine-tunable model: small, trained with numpy on the tenant's examples.
 
-No pretrained weights exist offline, so the model is built from the examples alone:
+finetune trains it and llm serves it, so it lives in shared/. No pretrained weights
+exist offline, so the model is built from the examples alone:
 
 * the prompt becomes hashed unigram and bigram features (lower-cased words),
 * a multi-label logistic layer (features -> output vocabulary) learns which tokens the
