@@ -210,13 +210,12 @@ def health_channel(service: str) -> Channel:
 
 
 def _rpc_models(subscriber: Any) -> tuple[type[BaseModel], type[BaseModel]] | None:
-    """The request and reply models `shared.service.rpc` closed over for this handler."""
+    """The request and reply models shared.handlers registered for this rpc handler."""
     for call in getattr(subscriber, "calls", []):
         fn = getattr(call.handler, "_original_call", call.handler)
-        names = fn.__code__.co_freevars
-        cells = dict(zip(names, fn.__closure__ or (), strict=True))
-        if "request_type" in cells and "reply_type" in cells:
-            return cells["request_type"].cell_contents, cells["reply_type"].cell_contents
+        models: tuple[type[BaseModel], ...] = getattr(fn, "tenantry_models", ())
+        if len(models) == 2:
+            return models[0], models[1]
     return None
 
 
@@ -225,7 +224,8 @@ def subscribed(services: tuple[str, ...]) -> dict[str, list[tuple[str, Any]]]:
     found: dict[str, list[tuple[str, Any]]] = {}
     for name in services:
         app = importlib.import_module(f"services.{name}.app")
-        service = app.bootstrap()
+        # make_service: a service in the composed shape; bootstrap: one not moved yet.
+        service = app.make_service() if hasattr(app, "make_service") else app.bootstrap()
         for subscriber in service.broker.subscribers:
             subject = subscriber.subject
             # FastStream keeps the declared subject on an Address object.

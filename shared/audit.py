@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from faststream.nats import NatsBroker
 
 from shared import subjects
 from shared.bus import publish_event
 from shared.messages.audit import AuditEventType, AuditRecorded, AuditStatus, DetailValue
+
+
+class Correlated(Protocol):
+    """A message (or a refusal of one): the tenant and request an event is about."""
+
+    @property
+    def tenant_id(self) -> str: ...
+
+    @property
+    def request_id(self) -> str: ...
 
 
 class AuditTrail:
@@ -49,3 +61,30 @@ class AuditTrail:
         )
         await publish_event(self._broker, event, subjects.audit_event(event.tenant_id))
         return event
+
+    async def record_for(
+        self,
+        msg: Correlated,
+        *,
+        event_type: AuditEventType,
+        action: str,
+        status: AuditStatus = AuditStatus.SUCCESS,
+        resource_type: str = "",
+        resource_id: str = "",
+        error: str | None = None,
+        actor: str = "",
+        details: dict[str, DetailValue] | None = None,
+    ) -> AuditRecorded:
+        """`record` for the tenant and request of `msg`, the message being handled."""
+        return await self.record(
+            tenant_id=msg.tenant_id,
+            request_id=msg.request_id,
+            event_type=event_type,
+            action=action,
+            status=status,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            error=error,
+            actor=actor,
+            details=details,
+        )

@@ -7,26 +7,37 @@ import gc
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import uvloop
-from faststream.nats import NatsBroker, NatsMessage, NatsRouter
-from pydantic import ValidationError
+from faststream.nats import NatsBroker, NatsMessage
 
 from shared import subjects
-from shared.audit import AuditTrail
 from shared.bus import ensure_topology
 from shared.grants import GRANTS
-from shared.logging import bound, configure_logging, get_logger
-from shared.messages.audit import AuditEventType, AuditStatus
-from shared.messages.base import Envelope, ErrorCode, ErrorInfo, Reply, new_id
+from shared.handlers import Handlers, HasTrail, Rpc, Subscriber, rpc
+from shared.intake import reply_ok, summarise_validation
+from shared.logging import configure_logging, get_logger
+from shared.messages.base import Envelope, ErrorInfo, Reply
 from shared.natscompat import patch_pull_fetch_timeouts
-from shared.replies import publish_reply, refuse_reply, reply_allowed
 from shared.settings import TenantrySettings
-from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
+
+__all__ = [
+    "Handlers",
+    "Rpc",
+    "Service",
+    "Subscriber",
+    "compose",
+    "error_reply",
+    "reply_ok",
+    "rpc",
+    "run",
+    "summarise_validation",
+]
 
 Q = TypeVar("Q", bound=Envelope)
 P = TypeVar("P", bound=Reply)
+D = TypeVar("D", bound=HasTrail)
 Hook = Callable[[], Awaitable[None]]
 
 log = get_logger("tenantry.service")
@@ -115,134 +126,39 @@ def run(service: Service) -> None:
 
 
 def error_reply(reply_type: type[P], tenant_id: str, request_id: str, info: ErrorInfo) -> P:
+    """The older spelling, kept for the gateway and audit until they move to
+    shared.intake.error_reply(reply_type, about, error), which every other service uses."""
     return reply_type(tenant_id=tenant_id, request_id=request_id, error=info)
 
 
-def rpc(
-    router: NatsRouter,
-    service: str,
-    verb: str,
-    request_type: type[Q],
-    reply_type: type[P],
-    trail: AuditTrail,
-    max_workers: int = 64,
-) -> Callable[[Callable[[Q], Awaitable[P]]], Callable[[Q], Awaitable[P]]]:
-    """Register `fn` as the queue-group request/reply handler of svc.<service>.<verb>.*.
+@runtime_checkable
+class Closes(Protocol):
+    """Deps that own clients to close at stop implement this."""
 
-    Handlers run concurrently (`max_workers`): one slow call (a model, a disk) must
-    not hold up every other tenant's requests behind it.
-
-    Every request gets a typed reply, even a malformed one or one whose handler
-    crashed, so callers never wait out a timeout for an answer that will not come.
-    The subject's tenant token must match the message's tenant_id.
-    """
-
-    def decorate(fn: Callable[[Q], Awaitable[P]]) -> Callable[[Q], Awaitable[P]]:
-        # no_reply: the answer is published below, and only on a platform inbox (see
-        # shared.replies): the reply subject is the sender's choice, not a permission.
-        @router.subscriber(
-            subjects.service_all(service, verb),
-            queue=service,
-            max_workers=max_workers,
-            no_reply=True,
-        )
-        async def handler(msg: NatsMessage) -> None:
-            raw = msg.raw_message
-            if raw.reply and not reply_allowed(raw.reply, None):
-                await refuse_reply(trail, None, raw.reply, f"{service}.{verb}", raw.subject)
-                return
-            reply = await _serve(msg, fn, service, verb, request_type, reply_type, trail)
-            if raw.reply:
-                await publish_reply(raw, reply.model_dump_json().encode())
-
-        return fn
-
-    return decorate
+    async def close(self) -> None: ...
 
 
-async def _serve(
-    msg: NatsMessage,
-    fn: Callable[[Q], Awaitable[P]],
-    service: str,
-    verb: str,
-    request_type: type[Q],
-    reply_type: type[P],
-    trail: AuditTrail,
-) -> P:
-    raw_tid = subjects.tenant_from_subject(msg.raw_message.subject, 3)
-    if not is_valid_tenant_id(raw_tid):
-        await trail.record(
-            tenant_id=UNATTRIBUTED,
-            request_id=new_id(),
-            event_type=AuditEventType.ACCESS_DENIED,
-            action=f"{service}.{verb}",
-            status=AuditStatus.FAILURE,
-            error="invalid tenant id in subject",
-            details={"tenant_id": describe_raw(raw_tid)},
-        )
-        return error_reply(
-            reply_type,
-            UNATTRIBUTED,
-            new_id(),
-            ErrorInfo(code=ErrorCode.INVALID_TENANT, message="invalid tenant id in subject"),
-        )
-    try:
-        request = request_type.model_validate_json(msg.body)
-    except ValidationError as exc:
-        return error_reply(
-            reply_type,
-            raw_tid,
-            new_id(),
-            ErrorInfo(
-                code=ErrorCode.MALFORMED_REQUEST,
-                message=f"malformed {request_type.__name__}: {summarise_validation(exc)}",
-            ),
-        )
-    if request.tenant_id != raw_tid:
-        await trail.record(
-            tenant_id=raw_tid,
-            request_id=request.request_id,
-            event_type=AuditEventType.ACCESS_DENIED,
-            action=f"{service}.{verb}",
-            status=AuditStatus.FAILURE,
-            error="message tenant_id does not match the subject's tenant",
-        )
-        return error_reply(
-            reply_type,
-            raw_tid,
-            request.request_id,
-            ErrorInfo(
-                code=ErrorCode.INVALID_TENANT,
-                message="message tenant_id does not match the subject's tenant",
-            ),
-        )
-    with bound(request.tenant_id, request.request_id):
-        try:
-            return await fn(request)
-        except Exception:
-            # The caller gets a generic error (exception text may hold secrets); the
-            # traceback goes to the service log for the operator.
-            log.exception("rpc.failed", verb=verb)
-            return error_reply(
-                reply_type,
-                request.tenant_id,
-                request.request_id,
-                ErrorInfo(
-                    code=ErrorCode.INTERNAL,
-                    message=f"internal error in the {service} service",
-                    retryable=True,
-                ),
-            )
+def compose(
+    name: str,
+    settings: TenantrySettings,
+    broker: NatsBroker,
+    handlers: Handlers[D],
+    bootstrap: Callable[[], Awaitable[D]],
+) -> Service:
+    """A Service whose subscribers come from `handlers` and whose Deps `bootstrap` builds
+    once connected (first of the start hooks); Deps that own clients are closed at stop."""
+    service = Service(name, settings, broker)
+    built: list[D] = []
 
+    async def start() -> None:
+        built.append(await bootstrap())
 
-def summarise_validation(exc: ValidationError) -> str:
-    """Field paths and reasons only: pydantic's default message echoes the input."""
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
+    async def stop() -> None:
+        if built and isinstance(built[0], Closes):
+            await built.pop().close()
 
-
-def reply_ok(reply_type: type[P], request: Envelope, **fields: object) -> P:
-    return reply_type(tenant_id=request.tenant_id, request_id=request.request_id, **fields)
+    service.on_start.insert(0, start)
+    service.on_stop.append(stop)
+    # Registered now (not at start) so an unconnected service lists its subscribers.
+    broker.include_router(handlers.router(lambda: built[0]))
+    return service

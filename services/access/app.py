@@ -1,6 +1,9 @@
-"""access's bootstrap: the credentials bucket and, in embedded mode, nats-server's users."""
+"""access's composition root: the credentials and keys buckets and, in embedded mode,
+nats-server's users file."""
 
 from __future__ import annotations
+
+from faststream.nats import NatsBroker
 
 from services.access import credentials
 from services.access.adapters import (
@@ -10,31 +13,37 @@ from services.access.adapters import (
     UnmanagedServerUsers,
 )
 from services.access.apikeys import KeyStore
-from services.access.handlers import SERVICE, Deps, build_router
+from services.access.handlers import HANDLERS, SERVICE, Deps
 from services.access.settings import AccessSettings
 from shared.audit import AuditTrail
 from shared.bus import API_KEYS_BUCKET, CREDENTIALS_BUCKET, make_broker
-from shared.service import Service
+from shared.service import Service, compose
 
 
-def bootstrap(settings: AccessSettings | None = None) -> Service:
+async def bootstrap(
+    settings: AccessSettings,
+    broker: NatsBroker,
+    *,
+    server: ServerUsers | None = None,
+    store: CredentialStore | None = None,
+    keys: KeyStore | None = None,
+) -> Deps:
+    """Open what access drives (on a connected broker) and return its Deps."""
+    if server is None:
+        server = (
+            FileServerUsers(settings.nats_auth_dir, settings.nats_url, settings.reload_timeout_s)
+            if settings.nats_auth_dir
+            else UnmanagedServerUsers()
+        )
+    js = broker.connection.jetstream()
+    store = store or CredentialStore(await js.key_value(CREDENTIALS_BUCKET))
+    keys = keys or KeyStore(await js.key_value(API_KEYS_BUCKET))
+    # The server's users file may predate tenants onboarded since: bring it in line.
+    await credentials.sync(store, server)
+    return Deps(store=store, server=server, keys=keys, trail=AuditTrail(broker, SERVICE))
+
+
+def make_service(settings: AccessSettings | None = None) -> Service:
     settings = settings or AccessSettings()
     broker = make_broker(settings, SERVICE)
-    server: ServerUsers = (
-        FileServerUsers(settings.nats_auth_dir, settings.nats_url, settings.reload_timeout_s)
-        if settings.nats_auth_dir
-        else UnmanagedServerUsers()
-    )
-    deps = Deps(store=None, server=server, trail=AuditTrail(broker, SERVICE), keys=None)  # type: ignore[arg-type]
-    service = Service(SERVICE, settings, broker)
-
-    async def open_store() -> None:
-        js = broker.connection.jetstream()
-        deps.store = CredentialStore(await js.key_value(CREDENTIALS_BUCKET))
-        deps.keys = KeyStore(await js.key_value(API_KEYS_BUCKET))
-        # The server's users file may predate tenants onboarded since: bring it in line.
-        await credentials.sync(deps.store, deps.server)
-
-    service.on_start.append(open_store)
-    broker.include_router(build_router(deps))
-    return service
+    return compose(SERVICE, settings, broker, HANDLERS, lambda: bootstrap(settings, broker))

@@ -18,7 +18,7 @@ import openai
 import pytest
 import pytest_asyncio
 
-from services.access.app import bootstrap as access_app
+from services.access.app import make_service as access_app
 from services.access.settings import AccessSettings
 from services.api.app import bootstrap as api_app
 from services.api.settings import ApiSettings

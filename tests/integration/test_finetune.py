@@ -521,7 +521,7 @@ async def test_offboarding_removes_jobs_data_and_models(
     nats_url: str,
     new_tenant_id: Callable[[str], str],
 ) -> None:
-    from services.access.app import bootstrap as access_app
+    from services.access.app import make_service as access_app
     from services.access.settings import AccessSettings
     from services.retrieval.app import bootstrap as retrieval_app
     from services.retrieval.settings import RetrievalSettings

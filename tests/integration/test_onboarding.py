@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
 
-from services.access.app import bootstrap as access_app
+from services.access.app import make_service as access_app
 from services.access.settings import AccessSettings
 from services.finetune.app import bootstrap as finetune_app
 from services.finetune.settings import FineTuneSettings

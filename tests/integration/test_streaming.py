@@ -83,7 +83,7 @@ async def _tenant(ops: OpsClient, prefix: str, name: str) -> tuple[str, str]:
 
 @pytest_asyncio.fixture(scope="module")
 async def rig(nats_url: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Rig]:
-    from services.access.app import bootstrap as access_app
+    from services.access.app import make_service as access_app
     from services.access.settings import AccessSettings
 
     common = {"nats_url": nats_url, "data_dir": Path(tmp_path_factory.mktemp("stream"))}
