@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest_asyncio
 from faststream.nats import NatsBroker
 
-from services.promptconfig.app import bootstrap
+from services.promptconfig.app import make_service
 from services.promptconfig.settings import PromptConfigSettings
 from services.promptconfig.tiers import default_profile
 from shared import subjects
@@ -22,7 +22,7 @@ from shared.service import Service
 
 @pytest_asyncio.fixture(scope="module")
 async def promptconfig(nats_url: str) -> AsyncIterator[Service]:
-    service = bootstrap(PromptConfigSettings(nats_url=nats_url))
+    service = make_service(PromptConfigSettings(nats_url=nats_url))
     await service.start()
     yield service
     await service.stop()

@@ -23,7 +23,7 @@ from services.llm.settings import LlmSettings
 from services.metering.app import bootstrap as metering_app
 from services.metering.pricing import DEFAULT_TABLE
 from services.metering.settings import MeteringSettings
-from services.promptconfig.app import bootstrap as promptconfig_app
+from services.promptconfig.app import make_service as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
 from shared import subjects
 from shared.bus import call

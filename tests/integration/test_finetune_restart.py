@@ -27,7 +27,7 @@ from services.leakage.app import bootstrap as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.metering.app import bootstrap as metering_app
 from services.metering.settings import MeteringSettings
-from services.promptconfig.app import bootstrap as promptconfig_app
+from services.promptconfig.app import make_service as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
 from shared import subjects
 from shared.bus import call

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from services.promptconfig.app import bootstrap as promptconfig
+from services.promptconfig.app import make_service as promptconfig
 from services.promptconfig.settings import PromptConfigSettings
 from services.retrieval.settings import RetrievalSettings
 from shared import subjects

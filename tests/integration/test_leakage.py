@@ -15,7 +15,7 @@ from faststream.nats import NatsBroker
 from services.leakage.app import bootstrap
 from services.leakage.directory import TenantDirectory
 from services.leakage.settings import LeakageSettings
-from services.promptconfig.app import bootstrap as bootstrap_promptconfig
+from services.promptconfig.app import make_service as bootstrap_promptconfig
 from services.promptconfig.settings import PromptConfigSettings
 from services.promptconfig.tiers import DEFAULT_MODELS, TIER_LIMITS
 from shared import subjects

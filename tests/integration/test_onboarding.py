@@ -16,7 +16,7 @@ from services.finetune.app import bootstrap as finetune_app
 from services.finetune.settings import FineTuneSettings
 from services.metering.app import bootstrap as metering_app
 from services.metering.settings import MeteringSettings
-from services.promptconfig.app import bootstrap as promptconfig_app
+from services.promptconfig.app import make_service as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
 from services.retrieval.app import bootstrap as retrieval_app
 from services.retrieval.settings import RetrievalSettings

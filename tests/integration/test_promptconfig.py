@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest_asyncio
 from faststream.nats import NatsBroker
 
-from services.promptconfig.app import bootstrap
+from services.promptconfig.app import make_service
 from services.promptconfig.settings import PromptConfigSettings
 from services.promptconfig.tiers import DEFAULT_MODELS, TIER_LIMITS
 from shared import subjects
@@ -25,7 +25,7 @@ from shared.templates import DEFAULT_TEMPLATE
 
 @pytest_asyncio.fixture(scope="module")
 async def promptconfig(nats_url: str) -> AsyncIterator[Service]:
-    service = bootstrap(PromptConfigSettings(nats_url=nats_url))
+    service = make_service(PromptConfigSettings(nats_url=nats_url))
     await service.start()
     yield service
     await service.stop()

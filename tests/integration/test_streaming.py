@@ -37,7 +37,7 @@ from services.llm.app import bootstrap as llm_app
 from services.llm.settings import LlmSettings
 from services.metering.app import bootstrap as metering_app
 from services.metering.settings import MeteringSettings
-from services.promptconfig.app import bootstrap as promptconfig_app
+from services.promptconfig.app import make_service as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
 from services.retrieval.app import bootstrap as retrieval_app
 from services.retrieval.settings import RetrievalSettings
