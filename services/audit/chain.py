@@ -24,16 +24,20 @@ GENESIS = "0" * 64
 
 
 def _canonical_value(value: object) -> object:
+    """The JSON encoder's fallback: called only for what JSON has no type for (a time),
+    so the other columns never pass through Python code (a third of the cost per row)."""
     if isinstance(value, datetime):
         utc = as_utc(value)
         return f"{utc:%Y-%m-%dT%H:%M:%S}.{utc.microsecond // 1000:03d}Z"
-    return value
+    raise TypeError(f"no canonical form for {type(value).__name__}")
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_canonical_value)
 
 
 def canonical(content: Sequence[object]) -> bytes:
     """A JSON array of the content columns: one unambiguous byte string per row."""
-    values = [_canonical_value(v) for v in content]
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(list(content)).encode()
 
 
 def row_hash(prev_hash: str, content: Sequence[object]) -> str:
@@ -51,9 +55,10 @@ class Head:
 def link(content_rows: Iterable[Row], head: Head) -> tuple[list[Row], Head]:
     """Append (chain_seq, prev_hash, row_hash) to each row of ONE tenant, in order."""
     linked: list[Row] = []
+    seq, prev = head.seq, head.hash
     for content in content_rows:
-        digest = row_hash(head.hash, content)
-        seq = head.seq + 1
-        linked.append((*content, seq, head.hash, digest))
-        head = Head(seq, digest)
-    return linked, head
+        digest = row_hash(prev, content)
+        seq += 1
+        linked.append((*content, seq, prev, digest))
+        prev = digest
+    return linked, Head(seq, prev)

@@ -112,7 +112,8 @@ def cost_row(event: CostRecorded, recorded_at: datetime) -> Row:
         event.event_id,
         event.request_id,
         event.tenant_id,
-        as_utc(event.occurred_at),
+        # What DateTime64(3) stores, exactly: the writer's watermark compares with it.
+        to_millis(event.occurred_at),
         event.model,
         event.usage.input_tokens,
         event.usage.output_tokens,

@@ -146,3 +146,26 @@ def test_the_anchor_catches_a_rewritten_chain() -> None:
     # ...but does not end where the writer said it did.
     (issue,) = walk(forged, anchor).issues
     assert issue.kind is ChainIssueKind.EDITED and issue.chain_seq == 10
+
+
+def test_the_canonical_form_and_hash_are_pinned() -> None:
+    """Stored chains (and exported files) are verified against this exact byte form:
+    any change to canonical() would report every existing row as edited."""
+    content = audit_row(
+        AuditRecorded(
+            tenant_id="acme",
+            event_id="e001",
+            request_id="r001",
+            event_type=AuditEventType.API_CALL,
+            service="gw",
+            action="a.1",
+            occurred_at=datetime(2025, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
+            error='boom \u2028 "q"',
+            details={"i": 1, "note": 'a,"b"\nç', "f": 1.5, "b": True, "n": None},
+        ),
+        365,
+    )
+    assert canonical(content).startswith(b'["e001","r001","acme","2025-05-01T12:00:00.123Z",')
+    assert row_hash(GENESIS, content) == (
+        "96da62e9df28c53e2c4312be58b3c5c497ea447d0d89c37a3669386396738741"
+    )
