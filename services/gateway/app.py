@@ -1,58 +1,67 @@
-"""gateway's bootstrap: settings, broker, the bus-backed ports, the tenant config cache
-and its feed, router."""
+"""gateway's composition root: the bus-backed ports, the tenant config cache and the feed
+that keeps it current."""
 
 from __future__ import annotations
 
-from services.gateway.handlers import SERVICE, Deps, build_router
+from faststream.nats import NatsBroker
+
+from services.gateway.handlers import SERVICE, Deps, handlers
 from services.gateway.ports import BusPorts, Ports
 from services.gateway.settings import GatewaySettings
 from services.gateway.tenants import TenantCache
 from shared.audit import AuditTrail
 from shared.bus import make_broker
 from shared.feeds import TenantConfigFeed
-from shared.service import Service
+from shared.service import Service, compose
 
 
-def bootstrap(
+async def bootstrap(
+    settings: GatewaySettings,
+    broker: NatsBroker,
+    *,
+    ports: Ports | None = None,
+    cache: TenantCache | None = None,
+) -> Deps:
+    """Open what the gateway uses (on a connected broker) and return its Deps.
+
+    With the bus ports and `settings.config_cache` on, tenant configs are answered from
+    a cache that a KV watch keeps current, loaded before any subscriber starts so the
+    first request already hits it; `cache` lets tests see what the gateway knows."""
+    feed = None
+    if ports is None:
+        if settings.config_cache:
+            cache = cache if cache is not None else TenantCache()
+            feed = TenantConfigFeed(
+                broker.connection.jetstream(),
+                cache.replace_all,
+                cache.apply,
+                keep_stale=False,  # a cache must not answer for configs it cannot keep current
+            )
+            await feed.start(settings.config_load_timeout_s)
+        else:
+            cache = None
+        ports = BusPorts(broker, settings.rpc_timeout_s, settings.model_timeout_s, cache)
+    return Deps(
+        settings=settings,
+        broker=broker,
+        ports=ports,
+        trail=AuditTrail(broker, SERVICE),
+        cache=cache,
+        feed=feed,
+    )
+
+
+def make_service(
     settings: GatewaySettings | None = None,
     *,
     ports: Ports | None = None,
     cache: TenantCache | None = None,
 ) -> Service:
-    """`cache` lets tests see what the gateway knows; it is fed (and used) only with
-    the bus ports and `settings.config_cache` on."""
     settings = settings or GatewaySettings()
     broker = make_broker(settings, SERVICE)
-    service = Service(SERVICE, settings, broker)
-    if ports is None:
-        if settings.config_cache:
-            cache = cache if cache is not None else TenantCache()
-            _follow_configs(service, cache, settings.config_load_timeout_s)
-        else:
-            cache = None
-        ports = BusPorts(broker, settings.rpc_timeout_s, settings.model_timeout_s, cache)
-    deps = Deps(settings=settings, broker=broker, ports=ports, trail=AuditTrail(broker, SERVICE))
-    broker.include_router(build_router(deps))
-    return service
+    table = handlers(settings, AuditTrail(broker, SERVICE))
 
+    async def root() -> Deps:
+        return await bootstrap(settings, broker, ports=ports, cache=cache)
 
-def _follow_configs(service: Service, cache: TenantCache, load_timeout_s: float) -> None:
-    feeds: list[TenantConfigFeed] = []
-
-    async def open_feed() -> None:
-        # Before the subscribers start, so the first request already hits the cache.
-        feed = TenantConfigFeed(
-            service.broker.connection.jetstream(),
-            cache.replace_all,
-            cache.apply,
-            keep_stale=False,  # a cache must not answer for configs it cannot keep current
-        )
-        await feed.start(load_timeout_s)
-        feeds.append(feed)
-
-    async def close_feed() -> None:
-        while feeds:
-            await feeds.pop().stop()
-
-    service.on_start.append(open_feed)
-    service.on_stop.append(close_feed)
+    return compose(SERVICE, settings, broker, table, root)

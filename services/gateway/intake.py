@@ -6,11 +6,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
+from shared.intake import Refusal, admit
 from shared.messages.base import ErrorCode, ErrorInfo, new_id
 from shared.messages.completions import CreateCompletion
-from shared.service import summarise_validation
 from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -29,47 +27,32 @@ class Rejected:
 def parse(
     subject_tenant: str, body: bytes, fallback_id: str | None = None
 ) -> CreateCompletion | Rejected:
-    """`fallback_id` names the refusal of a body with no usable request_id (e.g. the
+    """shared.intake.admit, plus what a completion's sender needs to match a refusal.
+
+    `fallback_id` names the refusal of a body with no usable request_id (e.g. the
     durable request's Nats-Msg-Id), so its sender can still match the error."""
-    request_id = request_id_of(body, fallback_id)
-    if not is_valid_tenant_id(subject_tenant):
-        return Rejected(
-            UNATTRIBUTED,
-            request_id,
-            ErrorInfo(
-                code=ErrorCode.INVALID_TENANT,
-                message=f"invalid tenant id {describe_raw(subject_tenant)} in subject",
-            ),
-            describe_raw(subject_tenant),
-        )
-    try:
-        request = CreateCompletion.model_validate_json(body)
-    except ValidationError as exc:
-        code = (
-            ErrorCode.INVALID_TENANT
-            if any(err["loc"][:1] == ("tenant_id",) for err in exc.errors())
-            else ErrorCode.MALFORMED_REQUEST
-        )
-        return Rejected(
-            subject_tenant,
-            request_id,
-            ErrorInfo(code=code, message=f"malformed request: {summarise_validation(exc)}"),
-            subject_tenant,
-        )
-    if "request_id" not in request.model_fields_set and fallback_id:
+    admitted = admit(subject_tenant, body, CreateCompletion)
+    if isinstance(admitted, Refusal):
+        info = admitted.error
+        if not admitted.denied and _claims_invalid_tenant(body):
+            # A tenant_id that is not even an id is a denial, not a typo in the body.
+            info = ErrorInfo(code=ErrorCode.INVALID_TENANT, message=info.message)
+        # The subject's token, printable, for the audit row (never the raw bytes).
+        raw = describe_raw(subject_tenant) if admitted.tenant_id == UNATTRIBUTED else subject_tenant
+        return Rejected(admitted.tenant_id, request_id_of(body, fallback_id), info, raw)
+    if "request_id" not in admitted.model_fields_set and fallback_id:
         # No id of the client's own: answer under the one it does know (Nats-Msg-Id).
-        request = request.model_copy(update={"request_id": request_id})
-    if request.tenant_id != subject_tenant:
-        return Rejected(
-            subject_tenant,
-            request.request_id,
-            ErrorInfo(
-                code=ErrorCode.INVALID_TENANT,
-                message="tenant_id in the message does not match the subject's tenant",
-            ),
-            subject_tenant,
-        )
-    return request
+        return admitted.model_copy(update={"request_id": request_id_of(body, fallback_id)})
+    return admitted
+
+
+def _claims_invalid_tenant(body: bytes) -> bool:
+    """Only on the refusal path: does the body name a tenant_id that is no valid id?"""
+    try:
+        claimed = json.loads(body).get("tenant_id")
+    except Exception:
+        return False
+    return claimed is not None and not (isinstance(claimed, str) and is_valid_tenant_id(claimed))
 
 
 def request_id_of(body: bytes, fallback_id: str | None = None) -> str:

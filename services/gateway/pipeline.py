@@ -70,16 +70,17 @@ async def answer(
     try:
         outcome = await _answer(req, ports, settings, refusals or RecentRefusals(), laps)
     except Refused as refused:
-        outcome = Outcome(_error(req, refused.info), 0.0)
-    except ServiceCallError as failed:
-        outcome = Outcome(_error(req, failed.info), 0.0)
+        outcome = Outcome(failed(req.tenant_id, req.request_id, refused.info), 0.0)
+    except ServiceCallError as error:
+        outcome = Outcome(failed(req.tenant_id, req.request_id, error.info), 0.0)
     outcome.latency_ms = (time.perf_counter() - started) * 1000
     outcome.stages_ms = laps.ms
     return outcome
 
 
-def _error(req: CreateCompletion, info: ErrorInfo) -> CompletionPublished:
-    return CompletionPublished(tenant_id=req.tenant_id, request_id=req.request_id, error=info)
+def failed(tenant_id: str, request_id: str, info: ErrorInfo) -> CompletionPublished:
+    """The one way an error completion is built (intake, pipeline, stream, crash)."""
+    return CompletionPublished(tenant_id=tenant_id, request_id=request_id, error=info)
 
 
 @dataclass(frozen=True)
@@ -246,9 +247,7 @@ async def _settle(
     outcome: CallOutcome = CallOutcome.COMPLETED,
 ) -> UsageSettled:
     return await ports.settle(
-        SettleUsage(
-            **ids, reservation_id=reservation_id, model=model, usage=usage, outcome=outcome
-        )
+        SettleUsage(**ids, reservation_id=reservation_id, model=model, usage=usage, outcome=outcome)
     )
 
 

@@ -25,6 +25,7 @@ from services.gateway.pipeline import (
     _scan,
     _settle,
     admit,
+    failed,
 )
 from services.gateway.ports import ModelCall, Ports
 from services.gateway.refusals import RecentRefusals
@@ -97,9 +98,7 @@ class StreamGuard:
             if f.start >= self.released and f.end <= boundary
         ]
         out = redact(self.raw[self.released : boundary], mine)
-        self.findings += [
-            f for f in found if f.start >= self.released and f.end <= boundary
-        ]
+        self.findings += [f for f in found if f.start >= self.released and f.end <= boundary]
         self.released = boundary
         return out
 
@@ -117,11 +116,8 @@ async def stream_answer(
     started, laps = time.perf_counter(), Laps()
     try:
         outcome = await _stream(req, ports, settings, refusals, send, laps)
-    except (Refused, ServiceCallError) as failed:
-        error = CompletionPublished(
-            tenant_id=req.tenant_id, request_id=req.request_id, error=failed.info
-        )
-        outcome = Outcome(error, 0.0)
+    except (Refused, ServiceCallError) as error:
+        outcome = Outcome(failed(req.tenant_id, req.request_id, error.info), 0.0)
     outcome.latency_ms = (time.perf_counter() - started) * 1000
     outcome.stages_ms = laps.ms
     return outcome
@@ -236,8 +232,7 @@ def streamed(
             if current is not None and current.cancelling():
                 raise  # the gateway is stopping
             info = ErrorInfo(code=ErrorCode.CANCELLED, message="cancelled by the client")
-            error = CompletionPublished(tenant_id=req.tenant_id, request_id=req.request_id)
-            return Outcome(error.model_copy(update={"error": info}), 0.0)
+            return Outcome(failed(req.tenant_id, req.request_id, info), 0.0)
         finally:
             streams.pop(key, None)
 

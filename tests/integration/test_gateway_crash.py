@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.gateway.app import bootstrap
+from services.gateway.app import make_service
 from services.gateway.settings import GatewaySettings
 from shared import subjects
 from shared.messages.base import ErrorCode
@@ -22,7 +22,7 @@ class ExplodingPorts(FakePorts):
 
 
 async def test_a_crash_on_the_sync_path_answers_internal_at_once(nats_url: str) -> None:
-    gateway = bootstrap(GatewaySettings(nats_url=nats_url), ports=ExplodingPorts())
+    gateway = make_service(GatewaySettings(nats_url=nats_url), ports=ExplodingPorts())
     await gateway.start()
     try:
         ask = CreateCompletion(tenant_id="crashco", question="hi")

@@ -17,10 +17,10 @@ from faststream.nats import NatsBroker
 
 from services.audit.app import bootstrap as audit_app
 from services.audit.settings import AuditSettings
-from services.gateway.app import bootstrap as gateway_app
+from services.gateway.app import make_service as gateway_app
 from services.gateway.settings import GatewaySettings
 from services.gateway.tenants import TenantCache
-from services.leakage.app import bootstrap as leakage_app
+from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.llm.app import bootstrap as llm_app
 from services.llm.settings import LlmSettings

@@ -29,9 +29,9 @@ from nats.aio.msg import Msg
 
 from services.api.app import bootstrap as api_app
 from services.api.settings import ApiSettings
-from services.gateway.app import bootstrap as gateway_app
+from services.gateway.app import make_service as gateway_app
 from services.gateway.settings import GatewaySettings
-from services.leakage.app import bootstrap as leakage_app
+from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.llm.app import bootstrap as llm_app
 from services.llm.settings import LlmSettings
