@@ -23,7 +23,7 @@ from services.finetune.app import build as finetune_build
 from services.finetune.backends import OfflineBackend, Progress, Trained
 from services.finetune.runner import Runner
 from services.finetune.settings import FineTuneSettings
-from services.leakage.app import bootstrap as leakage_app
+from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.llm.app import bootstrap as llm_app
 from services.llm.settings import LlmSettings

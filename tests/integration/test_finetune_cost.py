@@ -19,7 +19,7 @@ from services.audit.app import bootstrap as audit_app
 from services.audit.settings import AuditSettings
 from services.finetune import samples
 from services.finetune.app import bootstrap as finetune_app
-from services.leakage.app import bootstrap as leakage_app
+from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.metering.app import bootstrap as metering_app
 from services.metering.pricing import DEFAULT_TABLE

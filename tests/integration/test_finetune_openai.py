@@ -16,7 +16,7 @@ from faststream.nats import NatsBroker
 from services.finetune import samples
 from services.finetune.app import bootstrap as finetune_app
 from services.finetune.openai_backend import OpenAIBackend
-from services.leakage.app import bootstrap as leakage_app
+from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.llm.app import bootstrap as llm_app
 from services.llm.settings import LlmSettings

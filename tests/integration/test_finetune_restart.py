@@ -23,7 +23,7 @@ import pytest_asyncio
 from faststream.nats import NatsBroker
 
 from services.finetune import samples
-from services.leakage.app import bootstrap as leakage_app
+from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.metering.app import bootstrap as metering_app
 from services.metering.settings import MeteringSettings

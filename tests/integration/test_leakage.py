@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
 
-from services.leakage.app import bootstrap
+from services.leakage.app import make_service as bootstrap
 from services.leakage.directory import TenantDirectory
 from services.leakage.settings import LeakageSettings
 from services.promptconfig.app import make_service as bootstrap_promptconfig

@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
 
-from services.leakage.app import bootstrap as leakage_app
+from services.leakage.app import make_service as leakage_app
 from services.leakage.content import FingerprintIndex
 from services.leakage.settings import LeakageSettings
 from services.retrieval.app import bootstrap as retrieval_app
