@@ -44,7 +44,8 @@ PUBLISH_WINDOW = 1_000
 TENANTS = 8
 EXPORT_ROWS = 1_000_000
 INSERT_CHUNK = 100_000
-BATCH_SIZE = 1_000
+# The service default (AuditSettings.batch_size); BENCH_AUDIT_BATCH_SIZE to compare.
+BATCH_SIZE = int(os.environ.get("BENCH_AUDIT_BATCH_SIZE", "5000"))
 
 
 def start_audit(nats_url: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:

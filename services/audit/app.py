@@ -9,7 +9,7 @@ import signal
 from services.audit.adapters import AuditStore, ClickHouseStore
 from services.audit.anchors import KvHeadAnchors
 from services.audit.deps import SERVICE, Deps
-from services.audit.handlers import build_router
+from services.audit.handlers import build_router, configure_consumers
 from services.audit.lease import WriterLease
 from services.audit.retention import RetentionPolicy, kv_tier_lookup
 from services.audit.rows import COST_TABLE
@@ -57,6 +57,7 @@ def bootstrap(
         if single_writer_lease:
             deps.lease = await WriterLease.open(js, settings.writer_lease_s, _stop_process)
             await deps.lease.acquire()  # a standby waits here, before opening anything
+        await configure_consumers(js, settings)
 
     async def open_store() -> None:
         if deps.store is None:

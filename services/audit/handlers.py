@@ -12,18 +12,21 @@ The ops verbs (query, export, verify, usage) live in verbs.py.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from faststream.exceptions import NackMessage
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
-from faststream.nats import NatsMessage, NatsRouter, PullSub
+from faststream.nats import ConsumerConfig, NatsMessage, NatsRouter, PullSub
 from nats.aio.msg import Msg
+from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from services.audit import deadletter
 from services.audit.deps import SERVICE, Deps
 from services.audit.ingest import parse_batch
+from services.audit.settings import AuditSettings
 from services.audit.verbs import add_verbs
 from shared import subjects
 from shared.bus import durable_config, pull_inbox, stream
@@ -36,6 +39,8 @@ __all__ = ["SERVICE", "Deps", "build_router"]
 
 AUDIT_CONSUMER = "audit-audit-events"
 COST_CONSUMER = "audit-cost-events"
+# Batches a consumer may hold unacked at once (see consumer_config).
+PIPELINE_BATCHES = 3
 
 E = TypeVar("E", bound=Envelope)
 Handler = Callable[..., Awaitable[None]]
@@ -108,6 +113,33 @@ async def store_batch(
     )
 
 
+# The batch consumers and the subjects they filter on.
+BATCH_CONSUMERS = {
+    AUDIT_CONSUMER: subjects.ALL_AUDIT_EVENTS,
+    COST_CONSUMER: subjects.ALL_COST_EVENTS,
+}
+
+
+def consumer_config(settings: AuditSettings) -> ConsumerConfig:
+    """Room for the batch being fetched, the one queued and the one being written:
+    at JetStream's default max_ack_pending (1,000) a fetch of more never fills."""
+    return replace(
+        durable_config(settings.ack_wait_s), max_ack_pending=PIPELINE_BATCHES * settings.batch_size
+    )
+
+
+async def configure_consumers(js: JetStreamContext, settings: AuditSettings) -> None:
+    """Create the batch consumers, or update ones made by an earlier start: nats-py's
+    pull_subscribe binds to an existing durable as it is, so a larger batch_size (or a
+    new ack_wait) would otherwise never reach a consumer created before it. Run before
+    the subscribers start."""
+    for durable, subject in BATCH_CONSUMERS.items():
+        config = replace(
+            consumer_config(settings), name=durable, durable_name=durable, filter_subject=subject
+        )
+        await js.add_consumer(subjects.EVENTS_STREAM, config=config)
+
+
 def build_router(deps: Deps) -> NatsRouter:
     router = NatsRouter()
 
@@ -116,7 +148,7 @@ def build_router(deps: Deps) -> NatsRouter:
             subject,
             stream=stream(subjects.EVENTS_STREAM),
             durable=durable,
-            config=durable_config(deps.settings.ack_wait_s),
+            config=consumer_config(deps.settings),
             pull_sub=PullSub(
                 batch_size=deps.settings.batch_size,
                 timeout=deps.settings.batch_timeout_s,
