@@ -161,7 +161,8 @@ async def test_after_a_refusal_the_tenant_searches_only_once_admitted() -> None:
     refusals = RecentRefusals(hold_s=60)
     ask = CreateCompletion(tenant_id="acme", question="hi")
     await answer(ask, ports, SETTINGS, refusals)
-    assert ports.calls == ["resolve", "authorize", "search"]  # searched beside authorize
+    # searched and scanned beside authorize
+    assert ports.calls == ["resolve", "authorize", "search", "scan:prompt"]
     ports.calls.clear()
     await answer(ask, ports, SETTINGS, refusals)  # over its limit: no free retrieval work
     assert ports.calls == ["resolve", "authorize"]
@@ -172,22 +173,29 @@ async def test_after_a_refusal_the_tenant_searches_only_once_admitted() -> None:
     ports.authorize_error = None
     out = await answer(ask, ports, SETTINGS, refusals)
     assert out.completion.error is None
-    assert ports.calls[:3] == ["resolve", "authorize", "search"]  # searched after admission
+    # searched and scanned after admission
+    assert ports.calls[:4] == ["resolve", "authorize", "search", "scan:prompt"]
 
 
 async def test_each_stage_is_timed_for_the_audit_row() -> None:
     out = await answer(CreateCompletion(tenant_id="acme", question="hi"), FakePorts(), SETTINGS)
     assert list(out.stages_ms) == [
         "resolve",
-        "authorize_and_search",
+        "search",  # the two steps that ran beside the authorisation, each timed
         "scan_prompt",
+        "authorize_and_prepare",
         "invoke",
         "scan_response_and_settle",
     ]
     assert all(ms >= 0 for ms in out.stages_ms.values())
     refused = FakePorts(authorize_error=ErrorInfo(code=ErrorCode.RATE_LIMITED, message="no"))
-    out = await answer(CreateCompletion(tenant_id="acme", question="hi"), refused, SETTINGS)
-    assert list(out.stages_ms) == ["resolve", "authorize_and_search"]  # where it stopped
+    recent = RecentRefusals()
+    ask = CreateCompletion(tenant_id="acme", question="hi")
+    out = await answer(ask, refused, SETTINGS, recent)
+    assert list(out.stages_ms)[-1] == "authorize_and_prepare"  # where it stopped
+    out = await answer(ask, refused, SETTINGS, recent)
+    # Refused lately: nothing runs beside the authorisation, which stops it.
+    assert list(out.stages_ms) == ["resolve", "authorize"]
 
 
 async def test_top_k_0_skips_retrieval() -> None:
