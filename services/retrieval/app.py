@@ -1,12 +1,14 @@
-"""retrieval's bootstrap: settings, broker, embedder, Qdrant-backed store, router."""
+"""retrieval's composition root: the embedder and the Qdrant-backed store."""
 
 from __future__ import annotations
+
+from faststream.nats import NatsBroker
 
 from services.retrieval.adapters import QdrantStore, VectorStore
 from services.retrieval.chunking import ChunkingConfig
 from services.retrieval.edge import EdgeStore
 from services.retrieval.embedding import Embedder, HashingEmbedder
-from services.retrieval.handlers import SERVICE, Deps, build_router
+from services.retrieval.handlers import HANDLERS, SERVICE, Deps
 from services.retrieval.settings import RetrievalSettings
 from shared import subjects
 from shared.audit import AuditTrail
@@ -14,7 +16,7 @@ from shared.bus import make_broker, publish_event
 from shared.canary import Canaries
 from shared.logging import get_logger
 from shared.messages.leakage import FingerprintsChanged
-from shared.service import Service
+from shared.service import Service, compose
 
 log = get_logger("tenantry.retrieval")
 
@@ -47,22 +49,35 @@ def make_embedder(settings: RetrievalSettings) -> Embedder:
     return HashingEmbedder(settings.embed_dim)
 
 
-def bootstrap(
-    settings: RetrievalSettings | None = None,
+async def bootstrap(
+    settings: RetrievalSettings,
+    broker: NatsBroker,
     *,
     store: VectorStore | None = None,
     embedder: Embedder | None = None,
-) -> Service:
-    settings = settings or RetrievalSettings()
-    broker = make_broker(settings, SERVICE)
+) -> Deps:
+    """Open the vector store (unless one is passed in) and the embedder, and return
+    retrieval's Deps."""
+    embedder = embedder or make_embedder(settings)
+    owns_store = store is None
+    if store is None:
+        qdrant = open_qdrant(settings)
+        await qdrant.open()
+        store = qdrant
+        _warn_unserved_local_data(settings)
+        log.info(
+            "retrieval.store_opened",
+            mode="server" if settings.qdrant_url else settings.qdrant_embedded,
+            embedder=embedder.name,
+        )
 
     async def publish(event: FingerprintsChanged) -> None:
         await publish_event(broker, event, subjects.fingerprints_event(event.tenant_id))
 
     secret = settings.canary_secret.get_secret_value().encode()
-    deps = Deps(
-        store=store,  # type: ignore[arg-type]  # opened in on_start when not given
-        embedder=embedder or make_embedder(settings),
+    return Deps(
+        store=store,
+        embedder=embedder,
         chunking=ChunkingConfig(
             max_chars=settings.chunk_max_chars,
             target_chars=settings.chunk_target_chars,
@@ -71,38 +86,34 @@ def bootstrap(
         trail=AuditTrail(broker, SERVICE),
         publish=publish,
         canaries=Canaries(secret) if settings.plant_canaries else None,
+        owns_store=owns_store,
     )
-    service = Service(SERVICE, settings, broker)
-    owned: list[QdrantStore | EdgeStore] = []
 
-    async def open_store() -> None:
-        if deps.store is None:
-            qdrant = open_qdrant(settings)
-            await qdrant.open()
-            owned.append(qdrant)
-            deps.store = qdrant
-            old_local = settings.data_dir / "qdrant"
-            if settings.qdrant_embedded == "edge" and settings.qdrant_path is None:
-                if old_local.is_dir() and any(old_local.iterdir()):
-                    # Edge became the embedded default; local mode's data is not read.
-                    log.warning(
-                        "retrieval.local_mode_data_not_served",
-                        folder=str(old_local),
-                        hint="TENANTRY_QDRANT_EMBEDDED=local serves it; or re-ingest",
-                    )
-            log.info(
-                "retrieval.store_opened",
-                mode="server" if settings.qdrant_url else settings.qdrant_embedded,
-                embedder=deps.embedder.name,
+
+def _warn_unserved_local_data(settings: RetrievalSettings) -> None:
+    old_local = settings.data_dir / "qdrant"
+    if settings.qdrant_embedded == "edge" and settings.qdrant_path is None:
+        if old_local.is_dir() and any(old_local.iterdir()):
+            # Edge became the embedded default; local mode's data is not read.
+            log.warning(
+                "retrieval.local_mode_data_not_served",
+                folder=str(old_local),
+                hint="TENANTRY_QDRANT_EMBEDDED=local serves it; or re-ingest",
             )
 
-    async def close_store() -> None:
-        # Only close what we opened; a store passed in belongs to the caller. Closing
-        # releases the embedded folder (local mode's lock, or the Edge worker) for the next one.
-        while owned:
-            await owned.pop().close()
 
-    service.on_start.append(open_store)
-    service.on_stop.append(close_store)
-    broker.include_router(build_router(deps))
-    return service
+def make_service(
+    settings: RetrievalSettings | None = None,
+    *,
+    store: VectorStore | None = None,
+    embedder: Embedder | None = None,
+) -> Service:
+    settings = settings or RetrievalSettings()
+    broker = make_broker(settings, SERVICE)
+    return compose(
+        SERVICE,
+        settings,
+        broker,
+        HANDLERS,
+        lambda: bootstrap(settings, broker, store=store, embedder=embedder),
+    )

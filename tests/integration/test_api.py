@@ -35,7 +35,7 @@ from services.metering.settings import MeteringSettings
 from services.promptconfig.app import make_service as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
 from services.promptconfig.tiers import default_profile
-from services.retrieval.app import bootstrap as retrieval_app
+from services.retrieval.app import make_service as retrieval_app
 from services.retrieval.settings import RetrievalSettings
 from shared import natsserver, subjects
 from shared.bus import call

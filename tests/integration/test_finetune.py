@@ -523,7 +523,7 @@ async def test_offboarding_removes_jobs_data_and_models(
 ) -> None:
     from services.access.app import make_service as access_app
     from services.access.settings import AccessSettings
-    from services.retrieval.app import bootstrap as retrieval_app
+    from services.retrieval.app import make_service as retrieval_app
     from services.retrieval.settings import RetrievalSettings
     from shared.messages.lifecycle import OnboardTenant
     from shared.ops import OpsClient

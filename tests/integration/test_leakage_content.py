@@ -16,7 +16,7 @@ from faststream.nats import NatsBroker
 from services.leakage.app import make_service as leakage_app
 from services.leakage.content import FingerprintIndex
 from services.leakage.settings import LeakageSettings
-from services.retrieval.app import bootstrap as retrieval_app
+from services.retrieval.app import make_service as retrieval_app
 from services.retrieval.settings import RetrievalSettings
 from shared import subjects
 from shared.bus import call

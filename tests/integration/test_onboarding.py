@@ -18,7 +18,7 @@ from services.metering.app import bootstrap as metering_app
 from services.metering.settings import MeteringSettings
 from services.promptconfig.app import make_service as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
-from services.retrieval.app import bootstrap as retrieval_app
+from services.retrieval.app import make_service as retrieval_app
 from services.retrieval.settings import RetrievalSettings
 from shared import subjects
 from shared.bus import (

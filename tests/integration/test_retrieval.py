@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 
 from services.retrieval import index
 from services.retrieval.adapters import DimensionMismatch, QdrantStore, StoredChunk
-from services.retrieval.app import bootstrap
+from services.retrieval.app import make_service as bootstrap
 from services.retrieval.chunking import ChunkingConfig
 from services.retrieval.embedding import HashingEmbedder
 from services.retrieval.recall import DEFAULT_SET, evaluate, load_set
