@@ -1,10 +1,10 @@
-"""metering's subscribers: thin wrappers over Meter, plus the audit and cost events."""
+"""metering's handlers: thin wrappers over Meter, plus the audit and cost events."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faststream.nats import NatsBroker, NatsRouter
+from faststream.nats import NatsBroker
 
 from services.metering import lifecycle
 from services.metering.ledger import Rejected, Settled, SettleKind
@@ -13,6 +13,7 @@ from services.metering.state import month_of_reservation
 from shared import subjects
 from shared.audit import AuditTrail
 from shared.bus import publish_event
+from shared.intake import error_reply, reply_ok
 from shared.logging import get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
@@ -32,7 +33,7 @@ from shared.messages.metering import (
     SettleUsage,
     UsageSettled,
 )
-from shared.service import error_reply, reply_ok, rpc
+from shared.service import Handlers, Rpc
 
 SERVICE = "metering"
 
@@ -45,113 +46,106 @@ _BUSY = ErrorInfo(
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Deps:
     meter: Meter
     trail: AuditTrail
     broker: NatsBroker
 
 
-def build_router(deps: Deps) -> NatsRouter:
-    router = NatsRouter()
+async def authorize(msg: AuthorizeRequest, deps: Deps) -> RequestAuthorized:
+    try:
+        decision = await deps.meter.authorize(msg)
+    except Busy:
+        return error_reply(RequestAuthorized, msg, _BUSY)
+    if isinstance(decision, Rejected):
+        await _audit_refusal(deps.trail, msg, decision)
+        return error_reply(RequestAuthorized, msg, decision.error)
+    return reply_ok(
+        RequestAuthorized,
+        msg,
+        reservation_id=decision.reservation_id,
+        reserved_nanousd=decision.amount_nanousd,
+    )
 
-    @rpc(router, SERVICE, "authorize", AuthorizeRequest, RequestAuthorized, deps.trail)
-    async def authorize(msg: AuthorizeRequest) -> RequestAuthorized:
-        try:
-            decision = await deps.meter.authorize(msg)
-        except Busy:
-            return error_reply(RequestAuthorized, msg.tenant_id, msg.request_id, _BUSY)
-        if isinstance(decision, Rejected):
-            await _audit_refusal(deps.trail, msg, decision)
-            return error_reply(RequestAuthorized, msg.tenant_id, msg.request_id, decision.error)
-        return reply_ok(
-            RequestAuthorized,
+
+async def settle(msg: SettleUsage, deps: Deps) -> UsageSettled:
+    try:
+        outcome = await deps.meter.settle(msg)
+    except Busy:
+        return error_reply(UsageSettled, msg, _BUSY)
+    except UnknownReservation as exc:
+        return await _not_found(deps.trail, msg, str(exc))
+    if outcome.kind is SettleKind.UNKNOWN:
+        # Never issued here, or settled/expired so long ago it was forgotten.
+        # Charging could bill a repeat twice, so nothing is charged; ops see it.
+        return await _not_found(
+            deps.trail,
             msg,
-            reservation_id=decision.reservation_id,
-            reserved_nanousd=decision.amount_nanousd,
+            "reservation is neither in flight nor recently settled; nothing was charged",
         )
-
-    @rpc(router, SERVICE, "settle", SettleUsage, UsageSettled, deps.trail)
-    async def settle(msg: SettleUsage) -> UsageSettled:
-        try:
-            outcome = await deps.meter.settle(msg)
-        except Busy:
-            return error_reply(UsageSettled, msg.tenant_id, msg.request_id, _BUSY)
-        except UnknownReservation as exc:
-            return await _not_found(deps.trail, msg, str(exc))
-        if outcome.kind is SettleKind.UNKNOWN:
-            # Never issued here, or settled/expired so long ago it was forgotten.
-            # Charging could bill a repeat twice, so nothing is charged; ops see it.
-            return await _not_found(
-                deps.trail,
-                msg,
-                "reservation is neither in flight nor recently settled; nothing was charged",
-            )
-        if not outcome.priced:
-            await _audit_settle_error(
-                deps.trail,
-                msg,
-                f"model {msg.model!r} has no price in table {deps.meter.prices.version}; "
-                "charged the reserved worst case",
-            )
-        if outcome.cost_nanousd:
-            # Repeats publish again with the same event_id: if the first publish was
-            # lost the repeat heals it, otherwise JetStream de-duplicates it.
-            await publish_event(deps.broker, _cost_event(msg, outcome, deps), _cost_subject(msg))
-        for threshold in outcome.crossed:
-            # The KV write already marked the threshold as sent, so no other replica
-            # (nor a repeat of this settle) sends it again.
-            await publish_event(
-                deps.broker, _budget_event(msg, outcome, threshold), _budget_subject(msg)
-            )
-            await _audit_budget_alert(deps.trail, msg, outcome, threshold)
-        return reply_ok(UsageSettled, msg, cost_nanousd=outcome.cost_nanousd)
-
-    @rpc(router, SERVICE, "provision", ProvisionTenant, TenantProvisioned, deps.trail)
-    async def provision(msg: ProvisionTenant) -> TenantProvisioned:
-        created = await lifecycle.provision(deps.meter, msg.tenant_id, msg.limits)
-        return reply_ok(TenantProvisioned, msg, created=created)
-
-    @rpc(router, SERVICE, "deprovision", DeprovisionTenant, TenantDeprovisioned, deps.trail)
-    async def deprovision(msg: DeprovisionTenant) -> TenantDeprovisioned:
-        removed = await lifecycle.deprovision(deps.meter, msg.tenant_id)
-        await deps.trail.record(
-            tenant_id=msg.tenant_id,
-            request_id=msg.request_id,
-            event_type=AuditEventType.DELETION,
-            action="metering.deprovision",
-            resource_type="metering_state",
-            details={"entries": removed},
-        )
-        return reply_ok(TenantDeprovisioned, msg, removed=removed)
-
-    @rpc(router, SERVICE, "totals", QueryMeteringTotals, MeteringTotals, deps.trail)
-    async def totals(msg: QueryMeteringTotals) -> MeteringTotals:
-        month = msg.month or deps.meter.current_month()
-        state = await deps.meter.totals(msg.tenant_id, month)
-        if state is None:
-            return reply_ok(MeteringTotals, msg, month=month)
-        return reply_ok(
-            MeteringTotals,
+    if not outcome.priced:
+        await _audit_settle_error(
+            deps.trail,
             msg,
-            month=month,
-            spent_nanousd=state.spent_nanousd,
-            reserved_nanousd=state.reserved_nanousd,
-            budget_nanousd=state.budget_nanousd,
-            requests_settled=state.settled_count,
-            requests_charged=state.charged_count,
-            in_flight=len(state.reservations),
-            alerts_pct=sorted(state.alerts),
+            f"model {msg.model!r} has no price in table {deps.meter.prices.version}; "
+            "charged the reserved worst case",
         )
+    if outcome.cost_nanousd:
+        # Repeats publish again with the same event_id: if the first publish was
+        # lost the repeat heals it, otherwise JetStream de-duplicates it.
+        await publish_event(deps.broker, _cost_event(msg, outcome, deps), _cost_subject(msg))
+    for threshold in outcome.crossed:
+        # The KV write already marked the threshold as sent, so no other replica
+        # (nor a repeat of this settle) sends it again.
+        await publish_event(
+            deps.broker, _budget_event(msg, outcome, threshold), _budget_subject(msg)
+        )
+        await _audit_budget_alert(deps.trail, msg, outcome, threshold)
+    return reply_ok(UsageSettled, msg, cost_nanousd=outcome.cost_nanousd)
 
-    return router
+
+async def provision(msg: ProvisionTenant, deps: Deps) -> TenantProvisioned:
+    created = await lifecycle.provision(deps.meter, msg.tenant_id, msg.limits)
+    return reply_ok(TenantProvisioned, msg, created=created)
+
+
+async def deprovision(msg: DeprovisionTenant, deps: Deps) -> TenantDeprovisioned:
+    removed = await lifecycle.deprovision(deps.meter, msg.tenant_id)
+    await deps.trail.record_for(
+        msg,
+        event_type=AuditEventType.DELETION,
+        action="metering.deprovision",
+        resource_type="metering_state",
+        details={"entries": removed},
+    )
+    return reply_ok(TenantDeprovisioned, msg, removed=removed)
+
+
+async def totals(msg: QueryMeteringTotals, deps: Deps) -> MeteringTotals:
+    month = msg.month or deps.meter.current_month()
+    state = await deps.meter.totals(msg.tenant_id, month)
+    if state is None:
+        return reply_ok(MeteringTotals, msg, month=month)
+    return reply_ok(
+        MeteringTotals,
+        msg,
+        month=month,
+        spent_nanousd=state.spent_nanousd,
+        reserved_nanousd=state.reserved_nanousd,
+        budget_nanousd=state.budget_nanousd,
+        requests_settled=state.settled_count,
+        requests_charged=state.charged_count,
+        in_flight=len(state.reservations),
+        alerts_pct=sorted(state.alerts),
+    )
 
 
 async def _not_found(trail: AuditTrail, msg: SettleUsage, message: str) -> UsageSettled:
     log.warning("metering.settle_not_found", reservation_id=msg.reservation_id)
     await _audit_settle_error(trail, msg, message)
     info = ErrorInfo(code=ErrorCode.NOT_FOUND, message=message)
-    return error_reply(UsageSettled, msg.tenant_id, msg.request_id, info)
+    return error_reply(UsageSettled, msg, info)
 
 
 def _cost_subject(msg: SettleUsage) -> str:
@@ -192,9 +186,8 @@ def _budget_event(msg: SettleUsage, outcome: Settled, threshold: int) -> BudgetA
 
 
 async def _audit_refusal(trail: AuditTrail, msg: AuthorizeRequest, refused: Rejected) -> None:
-    await trail.record(
-        tenant_id=msg.tenant_id,
-        request_id=msg.request_id,
+    await trail.record_for(
+        msg,
         event_type=AuditEventType.API_CALL,
         action="metering.authorize",
         status=AuditStatus.FAILURE,
@@ -212,9 +205,8 @@ async def _audit_refusal(trail: AuditTrail, msg: AuthorizeRequest, refused: Reje
 
 
 async def _audit_settle_error(trail: AuditTrail, msg: SettleUsage, error: str) -> None:
-    await trail.record(
-        tenant_id=msg.tenant_id,
-        request_id=msg.request_id,
+    await trail.record_for(
+        msg,
         event_type=AuditEventType.ERROR,
         action="metering.settle",
         status=AuditStatus.FAILURE,
@@ -229,9 +221,8 @@ async def _audit_budget_alert(
     trail: AuditTrail, msg: SettleUsage, outcome: Settled, threshold: int
 ) -> None:
     month = month_of_reservation(msg.reservation_id) or ""
-    await trail.record(
-        tenant_id=msg.tenant_id,
-        request_id=msg.request_id,
+    await trail.record_for(
+        msg,
         event_type=AuditEventType.BUDGET_ALERT,
         action="budget.threshold_crossed",
         resource_type="budget",
@@ -243,3 +234,15 @@ async def _audit_budget_alert(
             "budget_nanousd": outcome.budget_nanousd,
         },
     )
+
+
+HANDLERS = Handlers[Deps](
+    SERVICE,
+    rpcs=[
+        Rpc("authorize", AuthorizeRequest, RequestAuthorized, authorize),
+        Rpc("settle", SettleUsage, UsageSettled, settle),
+        Rpc("provision", ProvisionTenant, TenantProvisioned, provision),
+        Rpc("deprovision", DeprovisionTenant, TenantDeprovisioned, deprovision),
+        Rpc("totals", QueryMeteringTotals, MeteringTotals, totals),
+    ],
+)

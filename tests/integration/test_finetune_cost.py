@@ -21,7 +21,7 @@ from services.finetune import samples
 from services.finetune.app import bootstrap as finetune_app
 from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
-from services.metering.app import bootstrap as metering_app
+from services.metering.app import make_service as metering_app
 from services.metering.pricing import DEFAULT_TABLE
 from services.metering.settings import MeteringSettings
 from services.promptconfig.app import make_service as promptconfig_app

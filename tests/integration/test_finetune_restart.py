@@ -25,7 +25,7 @@ from faststream.nats import NatsBroker
 from services.finetune import samples
 from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
-from services.metering.app import bootstrap as metering_app
+from services.metering.app import make_service as metering_app
 from services.metering.settings import MeteringSettings
 from services.promptconfig.app import make_service as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings

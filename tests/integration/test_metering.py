@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
 
-from services.metering.app import bootstrap
+from services.metering.app import make_service as bootstrap
 from services.metering.pricing import DEFAULT_TABLE
 from services.metering.settings import MeteringSettings
 from services.metering.state import new_reservation_id

@@ -14,7 +14,7 @@ from services.access.app import make_service as access_app
 from services.access.settings import AccessSettings
 from services.finetune.app import bootstrap as finetune_app
 from services.finetune.settings import FineTuneSettings
-from services.metering.app import bootstrap as metering_app
+from services.metering.app import make_service as metering_app
 from services.metering.settings import MeteringSettings
 from services.promptconfig.app import make_service as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings

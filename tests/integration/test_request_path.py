@@ -24,7 +24,7 @@ from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.llm.app import bootstrap as llm_app
 from services.llm.settings import LlmSettings
-from services.metering.app import bootstrap as metering_app
+from services.metering.app import make_service as metering_app
 from services.metering.settings import MeteringSettings
 from services.promptconfig.app import make_service as promptconfig_app
 from services.promptconfig.settings import PromptConfigSettings
