@@ -1,12 +1,13 @@
-"""llm's bootstrap: settings, broker, the model provider (opened at start), router."""
+"""llm's composition root: the model provider and the tenants' fine-tuned models."""
 
 from __future__ import annotations
 
 import openai
+from faststream.nats import NatsBroker
 
 from services.llm.adapters import AnthropicProvider
 from services.llm.finetuned import FineTunedModels
-from services.llm.handlers import SERVICE, Deps, build_router
+from services.llm.handlers import HANDLERS, SERVICE, Deps
 from services.llm.offline import OfflineProvider
 from services.llm.providers import ModelProvider
 from services.llm.remote import RemoteModels
@@ -14,7 +15,7 @@ from services.llm.settings import LlmSettings
 from shared.audit import AuditTrail
 from shared.bus import make_broker
 from shared.logging import get_logger
-from shared.service import Service
+from shared.service import Service, compose
 
 log = get_logger("tenantry.llm")
 
@@ -39,34 +40,32 @@ def remote_models(settings: LlmSettings) -> RemoteModels | None:
     return RemoteModels(client)
 
 
-def bootstrap(
+async def bootstrap(
+    settings: LlmSettings, broker: NatsBroker, *, provider: ModelProvider | None = None
+) -> Deps:
+    """Open the model provider (unless one is passed in) and the fine-tuned models (on a
+    connected broker), and return llm's Deps."""
+    owns_provider = provider is None
+    provider = provider if provider is not None else make_provider(settings)
+    finetuned = FineTunedModels(broker.connection.jetstream(), remote_models(settings))
+    log.info(
+        "llm.provider",
+        provider=provider.name,
+        custom_endpoint=settings.anthropic_base_url is not None,
+    )
+    return Deps(
+        trail=AuditTrail(broker, SERVICE),
+        provider=provider,
+        finetuned=finetuned,
+        owns_provider=owns_provider,
+    )
+
+
+def make_service(
     settings: LlmSettings | None = None, *, provider: ModelProvider | None = None
 ) -> Service:
     settings = settings or LlmSettings()
     broker = make_broker(settings, SERVICE)
-    deps = Deps(trail=AuditTrail(broker, SERVICE), provider=provider)
-    service = Service(SERVICE, settings, broker)
-    owned = provider is None
-
-    async def open_provider() -> None:
-        # One client (and its HTTP connection pool) for the life of the service.
-        if deps.provider is None:
-            deps.provider = make_provider(settings)
-        deps.finetuned = FineTunedModels(broker.connection.jetstream(), remote_models(settings))
-        log.info(
-            "llm.provider",
-            provider=deps.provider.name,
-            custom_endpoint=settings.anthropic_base_url is not None,
-        )
-
-    async def close_provider() -> None:
-        if owned and deps.provider is not None:
-            await deps.provider.close()
-            deps.provider = None
-        if deps.finetuned is not None:
-            await deps.finetuned.close()
-
-    service.on_start.append(open_provider)
-    service.on_stop.append(close_provider)
-    broker.include_router(build_router(deps))
-    return service
+    return compose(
+        SERVICE, settings, broker, HANDLERS, lambda: bootstrap(settings, broker, provider=provider)
+    )

@@ -1,4 +1,5 @@
-"""llm's subscriber: a thin wrapper over invocation.invoke, with its audit events."""
+"""llm's handlers: thin wrappers over invocation.invoke (whole or streamed), with their
+audit events, and the cancel of a streamed call."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from faststream.nats import NatsMessage, NatsRouter
+from faststream.nats import NatsMessage
 from pydantic import ValidationError
 
 from services.llm import invocation, streaming
@@ -15,48 +16,44 @@ from services.llm.finetuned import FineTunedModels, is_finetuned
 from services.llm.providers import Completion, ModelProvider, UpstreamError
 from shared import subjects
 from shared.audit import AuditTrail
+from shared.intake import Refusal, admit, error_reply, reply_ok
 from shared.messages.audit import AuditEventType, AuditStatus
-from shared.messages.base import ErrorCode, ErrorInfo, new_id
 from shared.messages.llm import CancelModelCall, InvokeModel, ModelInvoked, ModelStreamed
 from shared.replies import publish_reply, refuse_reply, reply_allowed
-from shared.service import error_reply, reply_ok, rpc, summarise_validation
-from shared.tenancy import UNATTRIBUTED, is_valid_tenant_id
+from shared.service import Handlers, Rpc, Subscriber
 
 SERVICE = "llm"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Deps:
     trail: AuditTrail
-    provider: ModelProvider | None = None  # opened at service start
-    finetuned: FineTunedModels | None = None  # tenants' own fine-tuned models, at start
+    # One client (and its HTTP connection pool) for the life of the service.
+    provider: ModelProvider
+    finetuned: FineTunedModels | None = None  # tenants' own fine-tuned models
     # Streamed calls in progress, by (tenant, request): what a cancel stops.
     streams: dict[tuple[str, str], asyncio.Task[ModelInvoked]] = field(default_factory=dict)
+    # Only a provider bootstrap made is closed at stop; one passed in is the caller's.
+    owns_provider: bool = False
 
-    def model_provider(self) -> ModelProvider:
-        if self.provider is None:
-            raise RuntimeError("llm provider used before the service started")
-        return self.provider
+    async def close(self) -> None:
+        if self.owns_provider:
+            await self.provider.close()
+        if self.finetuned is not None:
+            await self.finetuned.close()
 
 
-def build_router(deps: Deps) -> NatsRouter:
-    router = NatsRouter()
+async def invoke(msg: InvokeModel, deps: Deps) -> ModelInvoked:
+    if is_finetuned(msg.model) and deps.finetuned is not None:
+        finetuned = deps.finetuned
 
-    @rpc(router, SERVICE, "invoke", InvokeModel, ModelInvoked, deps.trail)
-    async def invoke(msg: InvokeModel) -> ModelInvoked:
-        provider = deps.model_provider()
-        if is_finetuned(msg.model) and deps.finetuned is not None:
-            finetuned = deps.finetuned
+        async def tuned() -> Completion:
+            invocation.check_allowed(msg)
+            return await finetuned.complete(msg)
 
-            async def tuned() -> Completion:
-                invocation.check_allowed(msg)
-                return await finetuned.complete(msg)
-
-            return await call_model(deps, msg, tuned)
-        return await call_model(deps, msg, lambda: invocation.invoke(provider, msg))
-
-    _stream_verbs(router, deps)
-    return router
+        return await call_model(deps, msg, tuned)
+    provider = deps.provider
+    return await call_model(deps, msg, lambda: invocation.invoke(provider, msg))
 
 
 async def call_model(
@@ -64,14 +61,13 @@ async def call_model(
 ) -> ModelInvoked:
     """One model call with its audit row, whichever way its text travels; refusals and
     provider failures become the reply's error."""
-    provider = deps.model_provider()
+    provider = deps.provider
     started = time.perf_counter()
     try:
         done = await call()
     except invocation.ModelNotAllowed as exc:
-        await deps.trail.record(
-            tenant_id=msg.tenant_id,
-            request_id=msg.request_id,
+        await deps.trail.record_for(
+            msg,
             event_type=AuditEventType.ACCESS_DENIED,
             action="model.invoke",
             status=AuditStatus.FAILURE,
@@ -79,11 +75,10 @@ async def call_model(
             resource_id=msg.model,
             error=exc.info.message,
         )
-        return error_reply(ModelInvoked, msg.tenant_id, msg.request_id, exc.info)
+        return error_reply(ModelInvoked, msg, exc.info)
     except UpstreamError as exc:
-        await deps.trail.record(
-            tenant_id=msg.tenant_id,
-            request_id=msg.request_id,
+        await deps.trail.record_for(
+            msg,
             event_type=AuditEventType.API_CALL,
             action="model.invoke",
             status=AuditStatus.FAILURE,
@@ -97,11 +92,10 @@ async def call_model(
                 "latency_ms": round((time.perf_counter() - started) * 1000),
             },
         )
-        return error_reply(ModelInvoked, msg.tenant_id, msg.request_id, exc.info)
+        return error_reply(ModelInvoked, msg, exc.info)
     # Counts and names only: the prompt and the answer never go into the audit row.
-    await deps.trail.record(
-        tenant_id=msg.tenant_id,
-        request_id=msg.request_id,
+    await deps.trail.record_for(
+        msg,
         event_type=AuditEventType.API_CALL,
         action="model.invoke",
         resource_type="model",
@@ -128,98 +122,103 @@ async def call_model(
     )
 
 
-def _stream_verbs(router: NatsRouter, deps: Deps) -> None:
+async def stream(msg: NatsMessage, deps: Deps) -> None:
     """svc.llm.stream.<tid>: the call's text as it is produced, as ModelStreamed events on
-    the caller's inbox, then a final event. svc.llm.cancel.<tid>: stop one (every replica
-    listens; the one running it stops it and still sends the final event with usage)."""
+    the caller's inbox, then a final event."""
+    raw = msg.raw_message
+    if not raw.reply or not reply_allowed(raw.reply, None):
+        if raw.reply:
+            await refuse_reply(deps.trail, None, raw.reply, "llm.stream", raw.subject)
+        return
+    parsed = _parse(raw.subject, raw.data)
+    if isinstance(parsed, ModelStreamed):
+        await publish_reply(raw, parsed.model_dump_json().encode())
+        return
+    req, seq = parsed, 0
 
-    @router.subscriber(
-        subjects.service_all(SERVICE, "stream"), queue=SERVICE, max_workers=64, no_reply=True
-    )
-    async def stream(msg: NatsMessage) -> None:
-        raw = msg.raw_message
-        if not raw.reply or not reply_allowed(raw.reply, None):
-            if raw.reply:
-                await refuse_reply(deps.trail, None, raw.reply, "llm.stream", raw.subject)
-            return
-        parsed = _parse(raw.subject, raw.data)
-        if isinstance(parsed, ModelStreamed):
-            await publish_reply(raw, parsed.model_dump_json().encode())
-            return
-        req, seq = parsed, 0
-
-        async def emit(text: str) -> None:
-            nonlocal seq
-            event = ModelStreamed(
-                tenant_id=req.tenant_id, request_id=req.request_id, seq=seq, text=text
-            )
-            await publish_reply(raw, event.model_dump_json().encode())
-            seq += 1
-
-        provider = deps.model_provider()
-        finetuned = deps.finetuned if is_finetuned(req.model) else None
-        whole = finetuned.complete if finetuned is not None else None
-
-        async def run() -> Completion:
-            invocation.check_allowed(req)
-            return await streaming.stream_call(provider, req, emit, whole)
-
-        key = (req.tenant_id, req.request_id)
-        task = asyncio.create_task(call_model(deps, req, run))
-        deps.streams[key] = task
-        try:
-            invoked = await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise  # the service is stopping, not this call
-            # Cancelled before a single piece was produced: nothing used.
-            invoked = reply_ok(ModelInvoked, req, model=req.model, stop_reason=streaming.CANCELLED)
-        finally:
-            deps.streams.pop(key, None)
-        final = ModelStreamed(
-            tenant_id=req.tenant_id,
-            request_id=req.request_id,
-            seq=seq,
-            done=True,
-            model=invoked.model,
-            provider=invoked.provider,
-            usage=invoked.usage,
-            stop_reason=invoked.stop_reason,
-            error=invoked.error,
+    async def emit(text: str) -> None:
+        nonlocal seq
+        event = ModelStreamed(
+            tenant_id=req.tenant_id, request_id=req.request_id, seq=seq, text=text
         )
-        await publish_reply(raw, final.model_dump_json().encode())
+        await publish_reply(raw, event.model_dump_json().encode())
+        seq += 1
 
-    @router.subscriber(subjects.service_all(SERVICE, "cancel"), no_reply=True)
-    async def cancel(msg: NatsMessage) -> None:
-        raw = msg.raw_message
-        try:
-            stop = CancelModelCall.model_validate_json(raw.data)
-        except ValidationError:
-            return
-        if subjects.tenant_from_subject(raw.subject, 3) != stop.tenant_id:
-            return  # a cancel names its own tenant's call, nobody else's
-        task = deps.streams.get((stop.tenant_id, stop.request_id))
-        if task is not None:
-            task.cancel()
+    provider = deps.provider
+    finetuned = deps.finetuned if is_finetuned(req.model) else None
+    whole = finetuned.complete if finetuned is not None else None
+
+    async def run() -> Completion:
+        invocation.check_allowed(req)
+        return await streaming.stream_call(provider, req, emit, whole)
+
+    key = (req.tenant_id, req.request_id)
+    task = asyncio.create_task(call_model(deps, req, run))
+    deps.streams[key] = task
+    try:
+        invoked = await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # the service is stopping, not this call
+        # Cancelled before a single piece was produced: nothing used.
+        invoked = reply_ok(ModelInvoked, req, model=req.model, stop_reason=streaming.CANCELLED)
+    finally:
+        deps.streams.pop(key, None)
+    final = ModelStreamed(
+        tenant_id=req.tenant_id,
+        request_id=req.request_id,
+        seq=seq,
+        done=True,
+        model=invoked.model,
+        provider=invoked.provider,
+        usage=invoked.usage,
+        stop_reason=invoked.stop_reason,
+        error=invoked.error,
+    )
+    await publish_reply(raw, final.model_dump_json().encode())
+
+
+async def cancel(msg: NatsMessage, deps: Deps) -> None:
+    """svc.llm.cancel.<tid>: stop one streamed call (every replica listens; the one running
+    it stops it and still sends the final event with usage)."""
+    raw = msg.raw_message
+    try:
+        stop = CancelModelCall.model_validate_json(raw.data)
+    except ValidationError:
+        return
+    if subjects.tenant_from_subject(raw.subject, 3) != stop.tenant_id:
+        return  # a cancel names its own tenant's call, nobody else's
+    task = deps.streams.get((stop.tenant_id, stop.request_id))
+    if task is not None:
+        task.cancel()
 
 
 def _parse(subject: str, body: bytes) -> InvokeModel | ModelStreamed:
-    """The request, or the final error event that answers it."""
-    token = subjects.tenant_from_subject(subject, 3)
-    tid = token if is_valid_tenant_id(token) else UNATTRIBUTED
-    try:
-        req = InvokeModel.model_validate_json(body)
-    except ValidationError as exc:
-        info = ErrorInfo(
-            code=ErrorCode.MALFORMED_REQUEST,
-            message=f"malformed InvokeModel: {summarise_validation(exc)}",
+    """The request (through the shared intake check), or the final error event that
+    answers it. A stream's refusal is answered, not audited, as before."""
+    request = admit(subjects.tenant_from_subject(subject, 3), body, InvokeModel)
+    if isinstance(request, Refusal):
+        return ModelStreamed(
+            tenant_id=request.tenant_id,
+            request_id=request.request_id,
+            done=True,
+            error=request.error,
         )
-        return ModelStreamed(tenant_id=tid, request_id=new_id(), done=True, error=info)
-    if req.tenant_id != token:
-        info = ErrorInfo(
-            code=ErrorCode.INVALID_TENANT,
-            message="message tenant_id does not match the subject's tenant",
-        )
-        return ModelStreamed(tenant_id=tid, request_id=req.request_id, done=True, error=info)
-    return req
+    return request
+
+
+HANDLERS = Handlers[Deps](
+    SERVICE,
+    rpcs=[Rpc("invoke", InvokeModel, ModelInvoked, invoke)],
+    subscribers=[
+        Subscriber(
+            subjects.service_all(SERVICE, "stream"),
+            stream,
+            payload=InvokeModel,
+            queue=SERVICE,
+            max_workers=64,
+        ),
+        Subscriber(subjects.service_all(SERVICE, "cancel"), cancel, payload=CancelModelCall),
+    ],
+)

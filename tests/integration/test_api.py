@@ -28,7 +28,7 @@ from services.gateway.app import make_service as gateway_app
 from services.gateway.settings import GatewaySettings
 from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
-from services.llm.app import bootstrap as llm_app
+from services.llm.app import make_service as llm_app
 from services.llm.settings import LlmSettings
 from services.metering.app import make_service as metering_app
 from services.metering.settings import MeteringSettings

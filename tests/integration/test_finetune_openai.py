@@ -18,7 +18,7 @@ from services.finetune.app import bootstrap as finetune_app
 from services.finetune.openai_backend import OpenAIBackend
 from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
-from services.llm.app import bootstrap as llm_app
+from services.llm.app import make_service as llm_app
 from services.llm.settings import LlmSettings
 from services.metering.app import make_service as metering_app
 from services.metering.pricing import DEFAULT_TABLE

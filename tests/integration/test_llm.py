@@ -14,7 +14,7 @@ from nats.aio.subscription import Subscription
 from pydantic import SecretStr
 
 from services.llm.adapters import AnthropicProvider
-from services.llm.app import bootstrap
+from services.llm.app import make_service as bootstrap
 from services.llm.offline import HEADER, NO_ANSWER
 from services.llm.providers import UpstreamError
 from services.llm.settings import LlmSettings
