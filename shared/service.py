@@ -55,6 +55,8 @@ class Service:
     # Run after the subscribers stopped but while still connected (e.g. to release a
     # lease held in KV); on_stop hooks run after the connection is closed.
     on_drained: list[Hook] = field(default_factory=list)
+    # The Deps a composed service's bootstrap built, once started (tests look inside).
+    deps: object = None
 
     async def start(self) -> None:
         patch_pull_fetch_timeouts()  # without it, pulled messages can arrive 30 s late
@@ -138,6 +140,14 @@ class Closes(Protocol):
     async def close(self) -> None: ...
 
 
+@runtime_checkable
+class Drains(Protocol):
+    """Deps with work to finish while still connected (after the subscribers stopped,
+    before the connection closes) implement this."""
+
+    async def drain(self) -> None: ...
+
+
 def compose(
     name: str,
     settings: TenantrySettings,
@@ -146,18 +156,25 @@ def compose(
     bootstrap: Callable[[], Awaitable[D]],
 ) -> Service:
     """A Service whose subscribers come from `handlers` and whose Deps `bootstrap` builds
-    once connected (first of the start hooks); Deps that own clients are closed at stop."""
+    once connected (first of the start hooks); Deps that own clients are closed at stop,
+    Deps with work to finish are drained while still connected."""
     service = Service(name, settings, broker)
     built: list[D] = []
 
     async def start() -> None:
         built.append(await bootstrap())
+        service.deps = built[0]
+
+    async def drain() -> None:
+        if built and isinstance(built[0], Drains):
+            await built[0].drain()
 
     async def stop() -> None:
         if built and isinstance(built[0], Closes):
             await built.pop().close()
 
     service.on_start.insert(0, start)
+    service.on_drained.append(drain)
     service.on_stop.append(stop)
     # Registered now (not at start) so an unconnected service lists its subscribers.
     broker.include_router(handlers.router(lambda: built[0]))

@@ -1,9 +1,11 @@
-"""finetune's bootstrap: settings, broker, stores (opened at start), backends, runner, router."""
+"""finetune's composition root: the job and artifact stores, the backends, the runner."""
 
 from __future__ import annotations
 
+from faststream.nats import NatsBroker
+
 from services.finetune.backends import Backend, OfflineBackend
-from services.finetune.handlers import SERVICE, Deps, build_router
+from services.finetune.handlers import HANDLERS, SERVICE, Deps
 from services.finetune.jobs import Lifecycle
 from services.finetune.manage import Manager
 from services.finetune.ports import BusPorts, Ports
@@ -14,7 +16,7 @@ from shared.bus import make_broker, publish_event
 from shared.finetune_store import ArtifactStore, JobStore
 from shared.logging import get_logger
 from shared.messages.base import Envelope
-from shared.service import Service
+from shared.service import Service, compose
 
 log = get_logger("tenantry.finetune")
 
@@ -29,39 +31,29 @@ def make_backends(settings: FineTuneSettings) -> dict[str, Backend]:
     return backends
 
 
-def bootstrap(
-    settings: FineTuneSettings | None = None,
+async def bootstrap(
+    settings: FineTuneSettings,
+    broker: NatsBroker,
     *,
     ports: Ports | None = None,
     backends: dict[str, Backend] | None = None,
-) -> Service:
-    return build(settings, ports=ports, backends=backends)[0]
-
-
-def build(
-    settings: FineTuneSettings | None = None,
-    *,
-    ports: Ports | None = None,
-    backends: dict[str, Backend] | None = None,
-) -> tuple[Service, Runner]:
-    """The service and its runner (tests reach the runner to simulate a crash)."""
-    settings = settings or FineTuneSettings()
-    broker = make_broker(settings, SERVICE)
+) -> Deps:
+    """Open the job and artifact stores (on a connected broker), start the runner, and
+    return finetune's Deps (which stop the runner when drained)."""
     trail = AuditTrail(broker, SERVICE)
-    service = Service(SERVICE, settings, broker)
     ports = ports or BusPorts(broker, settings.rpc_timeout_s)
     chosen = backends if backends is not None else make_backends(settings)
 
     async def publish(event: Envelope, subject: str) -> None:
         await publish_event(broker, event, subject)
 
-    # Stores need the connection: built empty here, filled in at start.
-    store = JobStore(None)  # type: ignore[arg-type]
+    js = broker.connection.jetstream()
+    store = await JobStore.open(js)
     lifecycle = Lifecycle(store=store, trail=trail, publish=publish)
     runner = Runner(
         lifecycle=lifecycle,
         store=store,
-        artifacts=ArtifactStore(None),  # type: ignore[arg-type]
+        artifacts=ArtifactStore(js),
         backends=chosen,
         ports=ports,
         settings=settings,
@@ -76,18 +68,23 @@ def build(
         backends=chosen,
         default_backend=settings.finetune_backend,
     )
+    await runner.start()
+    log.info("finetune.backends", backends=",".join(sorted(chosen)), worker=runner.worker_id)
+    return Deps(manager=manager, trail=trail, runner=runner)
 
-    async def open_stores() -> None:
-        js = broker.connection.jetstream()
-        store.kv = (await JobStore.open(js)).kv
-        runner.artifacts.js = js
-        await runner.start()
-        log.info("finetune.backends", backends=",".join(sorted(chosen)), worker=runner.worker_id)
 
-    async def stop_runner() -> None:
-        await runner.stop()
-
-    service.on_start.append(open_stores)
-    service.on_drained.append(stop_runner)
-    broker.include_router(build_router(Deps(manager=manager, trail=trail)))
-    return service, runner
+def make_service(
+    settings: FineTuneSettings | None = None,
+    *,
+    ports: Ports | None = None,
+    backends: dict[str, Backend] | None = None,
+) -> Service:
+    settings = settings or FineTuneSettings()
+    broker = make_broker(settings, SERVICE)
+    return compose(
+        SERVICE,
+        settings,
+        broker,
+        HANDLERS,
+        lambda: bootstrap(settings, broker, ports=ports, backends=backends),
+    )

@@ -12,15 +12,16 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
 
 from services.finetune import samples
-from services.finetune.app import bootstrap as finetune_app
-from services.finetune.app import build as finetune_build
+from services.finetune.app import make_service as finetune_app
 from services.finetune.backends import OfflineBackend, Progress, Trained
+from services.finetune.handlers import Deps as FineTuneDeps
 from services.finetune.runner import Runner
 from services.finetune.settings import FineTuneSettings
 from services.leakage.app import make_service as leakage_app
@@ -473,13 +474,14 @@ async def test_a_job_whose_worker_died_is_resumed_by_another(
     data_dir = platform["data_dir"]
     assert isinstance(data_dir, Path)
     doomed_backend = GatedBackend()  # never opened: this worker dies mid-job
-    doomed, doomed_runner = finetune_build(
+    doomed = finetune_app(
         ft_settings(nats_url, data_dir),
         backends={"offline": OfflineBackend(), "gated": doomed_backend},
     )
     main = platform["services"]["finetune"]  # type: ignore[index]
     await main.stop()  # only the doomed worker takes the job
     await doomed.start()
+    doomed_runner = cast(FineTuneDeps, doomed.deps).runner
     try:
         created = await create(
             client_broker, tid, samples.to_jsonl(samples.examples(40)), backend="gated"

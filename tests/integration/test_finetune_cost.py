@@ -18,7 +18,7 @@ from faststream.nats import NatsBroker
 from services.audit.app import bootstrap as audit_app
 from services.audit.settings import AuditSettings
 from services.finetune import samples
-from services.finetune.app import bootstrap as finetune_app
+from services.finetune.app import make_service as finetune_app
 from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings
 from services.metering.app import make_service as metering_app

@@ -14,7 +14,7 @@ import pytest_asyncio
 from faststream.nats import NatsBroker
 
 from services.finetune import samples
-from services.finetune.app import bootstrap as finetune_app
+from services.finetune.app import make_service as finetune_app
 from services.finetune.openai_backend import OpenAIBackend
 from services.leakage.app import make_service as leakage_app
 from services.leakage.settings import LeakageSettings

@@ -12,7 +12,7 @@ from faststream.nats import NatsBroker
 
 from services.access.app import make_service as access_app
 from services.access.settings import AccessSettings
-from services.finetune.app import bootstrap as finetune_app
+from services.finetune.app import make_service as finetune_app
 from services.finetune.settings import FineTuneSettings
 from services.metering.app import make_service as metering_app
 from services.metering.settings import MeteringSettings
