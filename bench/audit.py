@@ -125,6 +125,26 @@ async def total_stored(ops: OpsClient, tenants: list[str]) -> int:
     return sum([await stored(ops, t) for t in tenants])
 
 
+def write_rate(data_dir: Path, since: datetime) -> float:
+    """Events/s as the writer itself paced them: each batch's rows share one recorded_at
+    (taken as the batch is written), so rows over the span from the first batch's to
+    the last one's is the sink's own rate, free of start-up and of the polling's
+    granularity. Read once the service is stopped (chDB: one engine per folder)."""
+    client = clickhouse_connect.get_client(dsn=f"chdb://{(data_dir / 'clickhouse').resolve()}")
+    try:
+        batches = client.query(
+            "SELECT recorded_at, count() FROM tenantry.audit_events "
+            "WHERE recorded_at > {since:DateTime64(3, 'UTC')} "
+            "GROUP BY recorded_at ORDER BY recorded_at",
+            parameters={"since": since},
+        ).result_rows
+    finally:
+        client.close()
+    span = (batches[-1][0] - batches[0][0]).total_seconds()
+    # The last batch's rows were written after the span ends.
+    return sum(int(n) for _, n in batches[:-1]) / span if span > 0 else 0.0
+
+
 async def ingest(nats_url: str, data_dir: Path, log: Path) -> dict[str, Any]:
     """Live (publisher and writer at once), then a backlog drained by a fresh writer."""
     tenants = [f"bench-{i}" for i in range(TENANTS)]
@@ -148,6 +168,7 @@ async def ingest(nats_url: str, data_dir: Path, log: Path) -> dict[str, Any]:
                 return probe
 
             live_events = [event(tenants[i % TENANTS], i) for i in range(EVENTS)]
+            live_since = datetime.now(UTC)
             procs.append(proc := start_audit(nats_url, data_dir, log))
             await wait_serving(ops, tenants[0])
             started = time.perf_counter()
@@ -156,6 +177,8 @@ async def ingest(nats_url: str, data_dir: Path, log: Path) -> dict[str, Any]:
             await poll(stored_at_least(EVENTS), 0.05, 300)
             live = time.perf_counter() - started
             stop(proc)
+            live_write = write_rate(data_dir, live_since)
+            backlog_since = datetime.now(UTC)
 
             await publish_all(broker, [event(tenants[i % TENANTS], i) for i in range(EVENTS)])
             procs.append(proc := start_audit(nats_url, data_dir, log))
@@ -165,6 +188,7 @@ async def ingest(nats_url: str, data_dir: Path, log: Path) -> dict[str, Any]:
             await poll(stored_at_least(2 * EVENTS), 0.05, 300)
             drained = time.perf_counter() - started
             stop(proc)
+            backlog_write = write_rate(data_dir, backlog_since)
     finally:
         for running in procs:
             if running.poll() is None:
@@ -177,6 +201,9 @@ async def ingest(nats_url: str, data_dir: Path, log: Path) -> dict[str, Any]:
         "live_publish_events_per_s": round(EVENTS / published),
         "live_stored_events_per_s": round(EVENTS / live),
         "backlog_drain_events_per_s": round((EVENTS - already) / drained),
+        # The writer's own pace (write_rate): live it can be no faster than the publisher.
+        "live_write_events_per_s": round(live_write),
+        "backlog_write_events_per_s": round(backlog_write),
     }
 
 

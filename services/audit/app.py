@@ -8,8 +8,9 @@ import signal
 
 from services.audit.adapters import AuditStore, ClickHouseStore
 from services.audit.anchors import KvHeadAnchors
+from services.audit.consumer import BatchConsumer
 from services.audit.deps import SERVICE, Deps
-from services.audit.handlers import build_router, configure_consumers
+from services.audit.handlers import batch_consumers, build_router, configure_consumers
 from services.audit.lease import WriterLease
 from services.audit.retention import RetentionPolicy, kv_tier_lookup
 from services.audit.rows import COST_TABLE
@@ -79,9 +80,21 @@ def bootstrap(
         if deps.lease is not None:
             await deps.lease.release()
 
-    service.on_start += [take_lease, open_store]
+    consumers: list[BatchConsumer] = []
+
+    async def start_consumers() -> None:
+        consumers.extend(batch_consumers(deps))  # on the connection made at start
+        for consumer in consumers:
+            await consumer.start()
+
+    async def stop_consumers() -> None:
+        # Before the lease goes: the batches in hand are written and acked first.
+        for consumer in consumers:
+            await consumer.stop()
+
+    service.on_start += [take_lease, open_store, start_consumers]
     # Stop order is reversed: close the store, then hand the lease over.
-    service.on_drained.append(release_lease)  # needs the bus: before it closes
+    service.on_drained += [stop_consumers, release_lease]  # need the bus: before it closes
     service.on_stop.append(close_store)
     broker.include_router(build_router(deps))
     return service

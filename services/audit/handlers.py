@@ -1,41 +1,40 @@
 """audit's subscribers: batched event ingest, dead-letter advisories, ops verbs.
 
-Ack-after-insert: the ingest subscribers use AckPolicy.NACK_ON_ERROR, under which
-FastStream acks the whole batch only after the handler has returned (in the
-acknowledgement middleware's exit), i.e. after the ClickHouse insert and the
-dead-lettering of any malformed message have both succeeded. A failed insert nacks the
-batch with a growing delay; after MAX_DELIVER attempts nats-server's advisory sends
-it to the dead-letter stream. Nothing is acked that is not stored or dead-lettered.
-The ops verbs (query, export, verify, usage) live in verbs.py.
+Ack-after-insert: the two ingest consumers (consumer.BatchConsumer, built here by
+`batch_consumers`) ack a batch only after `store_batch` has returned, i.e. after the
+ClickHouse insert and the dead-lettering of any malformed message have both
+succeeded. A failed insert naks the batch with a growing delay; after MAX_DELIVER
+attempts nats-server's advisory sends it to the dead-letter stream. Nothing is acked
+that is not stored or dead-lettered. The ops verbs (query, export, verify, usage) live
+in verbs.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from faststream.exceptions import NackMessage
-from faststream.message import StreamMessage
-from faststream.middlewares import AckPolicy
-from faststream.nats import ConsumerConfig, NatsMessage, NatsRouter, PullSub
+from faststream.nats import ConsumerConfig, NatsMessage, NatsRouter
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
 
 from services.audit import deadletter
+from services.audit.consumer import BatchConsumer
 from services.audit.deps import SERVICE, Deps
 from services.audit.ingest import parse_batch
 from services.audit.settings import AuditSettings
 from services.audit.verbs import add_verbs
 from shared import subjects
-from shared.bus import durable_config, pull_inbox, stream
+from shared.bus import durable_config, pull_inbox
 from shared.logging import get_logger
 from shared.messages.audit import AuditRecorded
 from shared.messages.base import Envelope
 from shared.messages.metering import CostRecorded
 
-__all__ = ["SERVICE", "Deps", "build_router"]
+__all__ = ["SERVICE", "Deps", "batch_consumers", "build_router", "configure_consumers"]
 
 AUDIT_CONSUMER = "audit-audit-events"
 COST_CONSUMER = "audit-cost-events"
@@ -43,15 +42,8 @@ COST_CONSUMER = "audit-cost-events"
 PIPELINE_BATCHES = 3
 
 E = TypeVar("E", bound=Envelope)
-Handler = Callable[..., Awaitable[None]]
 
 log = get_logger("tenantry.audit")
-
-
-async def raw_batch(message: StreamMessage[list[Msg]]) -> list[Msg]:
-    """Decoder that hands the handler the raw messages: FastStream's own decoder parses
-    the JSON of the whole batch up front, so one malformed body would fail all of it."""
-    return message.raw_message
 
 
 def retry_delay(messages: Sequence[Msg]) -> float:
@@ -132,7 +124,7 @@ async def configure_consumers(js: JetStreamContext, settings: AuditSettings) -> 
     """Create the batch consumers, or update ones made by an earlier start: nats-py's
     pull_subscribe binds to an existing durable as it is, so a larger batch_size (or a
     new ack_wait) would otherwise never reach a consumer created before it. Run before
-    the subscribers start."""
+    the consumers start."""
     for durable, subject in BATCH_CONSUMERS.items():
         config = replace(
             consumer_config(settings), name=durable, durable_name=durable, filter_subject=subject
@@ -140,32 +132,32 @@ async def configure_consumers(js: JetStreamContext, settings: AuditSettings) -> 
         await js.add_consumer(subjects.EVENTS_STREAM, config=config)
 
 
-def build_router(deps: Deps) -> NatsRouter:
-    router = NatsRouter()
+def batch_consumers(deps: Deps) -> list[BatchConsumer]:
+    """The ingest consumers, on the broker's connection (start them once it is up)."""
 
-    def batch_subscriber(subject: str, durable: str) -> Callable[[Handler], Any]:
-        return router.subscriber(
-            subject,
-            stream=stream(subjects.EVENTS_STREAM),
-            durable=durable,
-            config=consumer_config(deps.settings),
-            pull_sub=PullSub(
-                batch_size=deps.settings.batch_size,
-                timeout=deps.settings.batch_timeout_s,
-                batch=True,
-            ),
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=raw_batch,
-            inbox_prefix=pull_inbox(SERVICE),
-        )
-
-    @batch_subscriber(subjects.ALL_AUDIT_EVENTS, AUDIT_CONSUMER)
     async def store_audit_events(batch: list[Msg]) -> None:
         await store_batch(deps, batch, AuditRecorded, deps.writer.write_audit)
 
-    @batch_subscriber(subjects.ALL_COST_EVENTS, COST_CONSUMER)
     async def store_cost_events(batch: list[Msg]) -> None:
         await store_batch(deps, batch, CostRecorded, deps.writer.write_cost)
+
+    handles = {AUDIT_CONSUMER: store_audit_events, COST_CONSUMER: store_cost_events}
+    return [
+        BatchConsumer(
+            deps.broker.connection,
+            stream=subjects.EVENTS_STREAM,
+            durable=durable,
+            inbox_prefix=pull_inbox(SERVICE).decode(),
+            batch_size=deps.settings.batch_size,
+            timeout_s=deps.settings.batch_timeout_s,
+            handle=handle,
+        )
+        for durable, handle in handles.items()
+    ]
+
+
+def build_router(deps: Deps) -> NatsRouter:
+    router = NatsRouter()
 
     # A queue group: with several audit replicas each advisory is handled once.
     @router.subscriber(subjects.MAX_DELIVERIES_ADVISORY, queue=SERVICE)
