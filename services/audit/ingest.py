@@ -64,11 +64,32 @@ def parse_batch(messages: Sequence[M], event_type: type[E]) -> ParsedBatch[M, E]
             # another tenant must not be attributed to either.
             parsed.rejected.append(Rejected(message, "tenant_id does not match the subject"))
             continue
-        if event.event_id in seen:
-            # JetStream de-duplicates on Nats-Msg-Id; this only catches publishers that
-            # did not set it and repeated an event inside one batch.
-            parsed.duplicates += 1
+        rows = _with_carried(event)
+        if isinstance(rows, str):
+            parsed.rejected.append(Rejected(message, rows))
             continue
-        seen.add(event.event_id)
-        parsed.events.append(event)
+        for row in rows:
+            if row.event_id in seen:
+                # JetStream de-duplicates on Nats-Msg-Id; this only catches publishers
+                # that did not set it and repeated an event inside one batch.
+                parsed.duplicates += 1
+                continue
+            seen.add(row.event_id)
+            parsed.events.append(row)
     return parsed
+
+
+def _with_carried(event: E) -> list[E] | str:
+    """The event and the rows it carries (a request's trail, AuditRecorded.carried), each
+    stored as its own row; or why the message is refused. A carried row must be the
+    carrier's tenant's and carry nothing itself: one message cannot speak for another
+    tenant or hide a tree of rows."""
+    carried = getattr(event, "carried", None)
+    if not carried:
+        return [event]
+    for row in carried:
+        if row.tenant_id != event.tenant_id:
+            return "a carried row names another tenant"
+        if row.carried:
+            return "a carried row carries rows of its own"
+    return [event, *carried]

@@ -14,6 +14,7 @@ from services.gateway.ports import Ports
 from services.gateway.refusals import RecentRefusals
 from services.gateway.settings import GatewaySettings
 from shared.bus import ServiceCallError
+from shared.messages.audit import AuditRecorded
 from shared.messages.base import ErrorCode, ErrorInfo, Reply
 from shared.messages.completions import Citation, CompletionPublished, CreateCompletion, Usage
 from shared.messages.leakage import ScanLocation, ScanText, TextScanned, Verdict
@@ -38,15 +39,22 @@ class Outcome:
     chunks: int = 0
     findings: int = 0
     stages_ms: dict[str, float] = field(default_factory=dict)
+    carried: list[AuditRecorded] = field(default_factory=list)
 
 
-class Laps:
-    """How long each stage of one request took, in order; goes into its audit row so an
-    operator can see where a slow request spent its time."""
+class Trace:
+    """What one request did, for its audit row: how long each stage took, in order (so
+    an operator can see where a slow request spent its time), and the audit rows the
+    services it called handed back to be carried in that row (AuditRecorded.carried)."""
 
     def __init__(self) -> None:
         self._last = time.perf_counter()
         self.ms: dict[str, float] = {}
+        self.carried: list[AuditRecorded] = []
+
+    def carry(self, row: AuditRecorded | None) -> None:
+        if row is not None:
+            self.carried.append(row)
 
     def lap(self, stage: str) -> None:
         now = time.perf_counter()
@@ -69,17 +77,19 @@ async def answer(
     ports: Ports,
     settings: GatewaySettings,
     refusals: RecentRefusals | None = None,
+    trace: Trace | None = None,
 ) -> Outcome:
     started = time.perf_counter()
-    laps = Laps()
+    trace = trace or Trace()
     try:
-        outcome = await _answer(req, ports, settings, refusals or RecentRefusals(), laps)
+        outcome = await _answer(req, ports, settings, refusals or RecentRefusals(), trace)
     except Refused as refused:
         outcome = Outcome(failed(req.tenant_id, req.request_id, refused.info), 0.0)
     except ServiceCallError as error:
         outcome = Outcome(failed(req.tenant_id, req.request_id, error.info), 0.0)
     outcome.latency_ms = (time.perf_counter() - started) * 1000
-    outcome.stages_ms = laps.ms
+    outcome.stages_ms = trace.ms
+    outcome.carried = trace.carried
     return outcome
 
 
@@ -124,13 +134,13 @@ async def admit(
     ports: Ports,
     settings: GatewaySettings,
     refusals: RecentRefusals,
-    laps: Laps,
+    trace: Trace,
 ) -> Admitted:
     """Look up, authorise (reserve), retrieve and scan the prompt: everything before the
     model is called. A failure after the reservation releases it (settled at zero)."""
     ids = {"tenant_id": req.tenant_id, "request_id": req.request_id}
     resolved = await ports.resolve(ResolveTenant(**ids))
-    laps.lap("resolve")
+    trace.lap("resolve")
     _checked(resolved)
     assert resolved.config is not None
     config = resolved.config
@@ -144,7 +154,11 @@ async def admit(
         max_tokens=max_tokens,
         limits=config.limits,
     )
-    search = SearchChunks(**ids, query=req.question, top_k=req.top_k) if req.top_k > 0 else None
+    search = (
+        SearchChunks(**ids, query=req.question, top_k=req.top_k, audit_by_caller=True)
+        if req.top_k > 0
+        else None
+    )
     prepared: Prepared | BaseException | None = None
     if refusals.may_search_early(req.tenant_id):
         # Retrieval and the prompt scan do not depend on the authorisation: run them
@@ -153,24 +167,24 @@ async def admit(
         # request is admitted.
         admitted, prepared = await asyncio.gather(
             ports.authorize(authorize),
-            _prepare(ports, req, search, laps),
+            _prepare(ports, req, search, trace),
             return_exceptions=True,
         )
         if isinstance(admitted, BaseException):
             raise admitted
         authorized = admitted
-        laps.lap("authorize_and_prepare")
+        trace.lap("authorize_and_prepare")
     else:
         authorized = await ports.authorize(authorize)
-        laps.lap("authorize")
+        trace.lap("authorize")
     if authorized.error is not None:
         refusals.refused(req.tenant_id)
     _checked(authorized)
 
     try:
         if prepared is None:
-            prepared = await _prepare(ports, req, search, laps)
-            laps.lap("prepare")
+            prepared = await _prepare(ports, req, search, trace)
+            trace.lap("prepare")
         if isinstance(prepared, BaseException):
             raise prepared
     except BaseException:
@@ -193,16 +207,17 @@ Prepared = tuple[list[Chunk], TextScanned]
 
 
 async def _prepare(
-    ports: Ports, req: CreateCompletion, search: SearchChunks | None, laps: Laps
+    ports: Ports, req: CreateCompletion, search: SearchChunks | None, trace: Trace
 ) -> Prepared:
     """Retrieve (if asked) and scan the prompt the model would get; raises Refused."""
     started = time.perf_counter()
     chunks: list[Chunk] = []
     if search is not None:
         found = await ports.search(search)
+        trace.carry(found.audit)
         _checked(found)
         chunks = found.chunks
-        laps.note("search", started)
+        trace.note("search", started)
     scanning = time.perf_counter()
     prompt = await _scan(
         ports,
@@ -214,7 +229,7 @@ async def _prepare(
             context=chunks,
         ),
     )
-    laps.note("scan_prompt", scanning)
+    trace.note("scan_prompt", scanning)
     return chunks, prompt
 
 
@@ -223,14 +238,14 @@ async def _answer(
     ports: Ports,
     settings: GatewaySettings,
     refusals: RecentRefusals,
-    laps: Laps,
+    trace: Trace,
 ) -> Outcome:
-    ok = await admit(req, ports, settings, refusals, laps)
+    ok = await admit(req, ports, settings, refusals, trace)
     ids = ok.ids
     usage, answered_by = Usage(), ok.model
     try:
         invoked = await ports.invoke(ok.invocation())
-        laps.lap("invoke")
+        trace.lap("invoke")
         usage, answered_by = invoked.usage, invoked.model or ok.model
         _checked(invoked)
     except BaseException:
@@ -245,7 +260,7 @@ async def _answer(
         _settle(ports, ids, ok.reservation_id, answered_by, usage),
         return_exceptions=True,
     )
-    laps.lap("scan_response_and_settle")
+    trace.lap("scan_response_and_settle")
     for result in (settled, scanned):
         if isinstance(result, BaseException):
             raise result

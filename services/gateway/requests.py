@@ -35,7 +35,7 @@ COMPLETE, INGEST = "completion.create", "documents.ingest"
 _DENIALS = {ErrorCode.INVALID_TENANT, ErrorCode.UNKNOWN_TENANT, ErrorCode.MODEL_NOT_ALLOWED}
 
 Deliver = Callable[[CompletionPublished], Awaitable[None]]
-Work = Callable[[CreateCompletion], Awaitable[pipeline.Outcome]]
+Work = Callable[[CreateCompletion, pipeline.Trace], Awaitable[pipeline.Outcome]]
 
 
 async def returned_as_reply(_: CompletionPublished) -> None:
@@ -73,10 +73,20 @@ async def complete(
         await asyncio.gather(deliver(rejected), audited)
         return rejected
     with bound(parsed.tenant_id, parsed.request_id):
-        if work is None:
-            outcome = await pipeline.answer(parsed, deps.ports, deps.settings, deps.refusals)
-        else:
-            outcome = await work(parsed)
+        trace = pipeline.Trace()
+        try:
+            if work is None:
+                outcome = await pipeline.answer(
+                    parsed, deps.ports, deps.settings, deps.refusals, trace
+                )
+            else:
+                outcome = await work(parsed, trace)
+        except Exception:
+            # A crash (the durable request is redelivered): the steps that did run are
+            # still recorded, in a failure row that carries them.
+            if trace.carried:
+                await _audit_crash(deps, parsed, trace)
+            raise
         done = outcome.completion
         await asyncio.gather(deliver(done), _audit_completion(deps, parsed, outcome))
         log.info(
@@ -113,6 +123,21 @@ async def _audit_completion(deps: Deps, req: CreateCompletion, outcome: pipeline
             "error_code": done.error.code.value if done.error else None,
             **{f"ms_{stage}": ms for stage, ms in outcome.stages_ms.items()},
         },
+        carried=outcome.carried,
+    )
+
+
+async def _audit_crash(deps: Deps, req: CreateCompletion, trace: pipeline.Trace) -> None:
+    await deps.trail.record(
+        tenant_id=req.tenant_id,
+        request_id=req.request_id,
+        event_type=AuditEventType.ERROR,
+        action=COMPLETE,
+        status=AuditStatus.FAILURE,
+        error="internal error in the gateway; the request will be retried",
+        resource_type="completion",
+        resource_id=req.request_id,
+        carried=trace.carried,
     )
 
 

@@ -18,9 +18,9 @@ from collections.abc import Awaitable, Callable
 from pydantic import ValidationError
 
 from services.gateway.pipeline import (
-    Laps,
     Outcome,
     Refused,
+    Trace,
     _checked,
     _scan,
     _settle,
@@ -109,17 +109,19 @@ async def stream_answer(
     settings: GatewaySettings,
     refusals: RecentRefusals,
     send: Send,
+    trace: Trace,
 ) -> Outcome:
     """Admit, stream the model's scanned text through `send`, settle. Never raises for a
     refusal: the Outcome's completion carries it. Cancelling the task that runs this
     (the client went away) stops the model and settles what it used."""
-    started, laps = time.perf_counter(), Laps()
+    started = time.perf_counter()
     try:
-        outcome = await _stream(req, ports, settings, refusals, send, laps)
+        outcome = await _stream(req, ports, settings, refusals, send, trace)
     except (Refused, ServiceCallError) as error:
         outcome = Outcome(failed(req.tenant_id, req.request_id, error.info), 0.0)
     outcome.latency_ms = (time.perf_counter() - started) * 1000
-    outcome.stages_ms = laps.ms
+    outcome.stages_ms = trace.ms
+    outcome.carried = trace.carried
     return outcome
 
 
@@ -129,9 +131,9 @@ async def _stream(
     settings: GatewaySettings,
     refusals: RecentRefusals,
     send: Send,
-    laps: Laps,
+    trace: Trace,
 ) -> Outcome:
-    ok = await admit(req, ports, settings, refusals, laps)
+    ok = await admit(req, ports, settings, refusals, trace)
     ids = ok.ids
 
     async def scan(text: str) -> TextScanned:
@@ -150,7 +152,7 @@ async def _stream(
                 released = await guard.feed(event.text)
                 if released:
                     await send(released)
-            laps.lap("invoke_streamed")
+            trace.lap("invoke_streamed")
             usage, model = final.usage, final.model or ok.model
             _checked(final)
             cut = final.stop_reason == "cancelled"
@@ -167,7 +169,7 @@ async def _stream(
             await asyncio.shield(_settle(ports, ids, ok.reservation_id, model, usage, outcome))
             raise
     settled = await _settle(ports, ids, ok.reservation_id, model, usage, outcome)
-    laps.lap("settle")
+    trace.lap("settle")
     _checked(settled)
     completion = CompletionPublished(
         **ids,
@@ -199,7 +201,7 @@ async def _stop_model(
 
 
 # How an admitted request is answered, when not by pipeline.answer (streamed requests).
-Work = Callable[[CreateCompletion], Awaitable[Outcome]]
+Work = Callable[[CreateCompletion, Trace], Awaitable[Outcome]]
 Streams = dict[tuple[str, str], asyncio.Task[Outcome]]
 
 
@@ -213,7 +215,7 @@ def streamed(
     """Answer an admitted request as a stream: scanned text as CompletionDelta messages
     through `send`, then (returned) the outcome. A cancel from the client stops it."""
 
-    async def work(req: CreateCompletion) -> Outcome:
+    async def work(req: CreateCompletion, trace: Trace) -> Outcome:
         seq = 0
 
         async def send_text(text: str) -> None:
@@ -223,7 +225,7 @@ def streamed(
             seq += 1
 
         key = (req.tenant_id, req.request_id)
-        task = asyncio.create_task(stream_answer(req, ports, settings, refusals, send_text))
+        task = asyncio.create_task(stream_answer(req, ports, settings, refusals, send_text, trace))
         streams[key] = task
         try:
             return await task
@@ -232,7 +234,9 @@ def streamed(
             if current is not None and current.cancelling():
                 raise  # the gateway is stopping
             info = ErrorInfo(code=ErrorCode.CANCELLED, message="cancelled by the client")
-            return Outcome(failed(req.tenant_id, req.request_id, info), 0.0)
+            cancelled = Outcome(failed(req.tenant_id, req.request_id, info), 0.0)
+            cancelled.carried = trace.carried  # what ran before the cancel is recorded
+            return cancelled
         finally:
             streams.pop(key, None)
 

@@ -105,7 +105,7 @@ async def ingest(msg: IngestDocuments, deps: Deps) -> DocumentsIngested:
 
 async def search(msg: SearchChunks, deps: Deps) -> ChunksFound:
     hits = await index.search(deps.store, deps.embedder, msg.tenant_id, msg.query, msg.top_k)
-    await deps.trail.record_for(
+    row = deps.trail.build_for(
         msg,
         event_type=AuditEventType.DATA_ACCESS,
         action="chunks.search",
@@ -117,6 +117,8 @@ async def search(msg: SearchChunks, deps: Deps) -> ChunksFound:
             "documents": len({hit.document_id for hit in hits}),
         },
     )
+    if not msg.audit_by_caller:
+        await deps.trail.publish(row)
     chunks = [
         Chunk(
             tenant_id=hit.tenant_id,
@@ -127,7 +129,9 @@ async def search(msg: SearchChunks, deps: Deps) -> ChunksFound:
         )
         for hit in hits
     ]
-    return reply_ok(ChunksFound, msg, chunks=chunks)
+    # With audit_by_caller the row travels back and the caller (the gateway) stores it
+    # in its own event: one JetStream write per request instead of one per step.
+    return reply_ok(ChunksFound, msg, chunks=chunks, audit=row if msg.audit_by_caller else None)
 
 
 async def delete_document(msg: DeleteDocument, deps: Deps) -> DocumentDeleted:

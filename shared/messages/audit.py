@@ -12,6 +12,9 @@ from shared.tenancy import AttributedTenantId
 
 DetailValue = str | int | float | bool | None
 
+# A request's trail: the gateway's own row carries the rows of the steps it called.
+MAX_CARRIED = 8
+
 
 class AuditEventType(StrEnum):
     API_CALL = "api_call"
@@ -44,6 +47,14 @@ class AuditRecorded(Envelope):
     client_ip: str | None = Field(default=None, max_length=64, description="Client IP, if known.")
     user_agent: str | None = Field(default=None, max_length=400, description="Client UA.")
     details: dict[str, DetailValue] = Field(default_factory=dict, description="Extra facts.")
+    carried: list[AuditRecorded] = Field(
+        default_factory=list,
+        max_length=MAX_CARRIED,
+        description="Rows the services a request called recorded for it, delivered inside "
+        "the caller's own event instead of one event each (one JetStream write per request "
+        "instead of one per step). audit stores each as its own row; they belong to this "
+        "event's tenant and carry nothing further.",
+    )
 
 
 class AuditRow(BaseModel):

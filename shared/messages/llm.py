@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.messages.audit import AuditRecorded
 from shared.messages.base import Envelope, Reply
 from shared.messages.completions import Usage
 from shared.messages.retrieval import Chunk
@@ -27,6 +28,11 @@ class InvokeModel(Envelope):
     context: list[Chunk] = Field(
         default_factory=list, description="Retrieved passages (used by the offline provider)."
     )
+    audit_by_caller: bool = Field(
+        default=False,
+        description="The caller records this call's audit row inside its own audit event (a "
+        "request's trail): the row comes back in the reply instead of being published.",
+    )
 
 
 class ModelInvoked(Reply):
@@ -35,6 +41,9 @@ class ModelInvoked(Reply):
     text: str = Field(default="", description="Answer text.")
     usage: Usage = Field(default_factory=Usage, description="Real usage reported or measured.")
     stop_reason: str | None = Field(default=None, description="Why generation stopped.")
+    audit: AuditRecorded | None = Field(
+        default=None, description="The call's audit row, when the caller records it."
+    )
 
 
 class ModelStreamed(Reply):

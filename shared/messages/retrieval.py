@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.messages.audit import AuditRecorded
 from shared.messages.base import Envelope, Reply
 
 DOCUMENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$"
@@ -31,6 +32,12 @@ class DocumentsIngested(Reply):
 class SearchChunks(Envelope):
     query: str = Field(min_length=1, max_length=32_000, description="Text to search for.")
     top_k: int = Field(default=4, ge=1, le=50, description="How many chunks to return.")
+    audit_by_caller: bool = Field(
+        default=False,
+        description="The caller records this search's data-access row inside its own audit "
+        "event (a request's trail): the row comes back in the reply instead of being "
+        "published.",
+    )
 
 
 class Chunk(BaseModel):
@@ -45,6 +52,9 @@ class Chunk(BaseModel):
 
 class ChunksFound(Reply):
     chunks: list[Chunk] = Field(default_factory=list, description="Best chunks first.")
+    audit: AuditRecorded | None = Field(
+        default=None, description="The search's audit row, when the caller records it."
+    )
 
 
 class DeleteDocument(Envelope):

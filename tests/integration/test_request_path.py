@@ -207,6 +207,14 @@ async def test_each_tenant_is_answered_from_its_own_documents_only(
                 return page.ok and ("gateway", "completion.create") in actions
 
             await _poll(trail_landed)
+            # The request's trail arrives as one event (the gateway's row carries the
+            # steps' rows) and is stored as one row per step, each its own service's.
+            trail = await ops.audit_query(tenant.tenant_id, of_request=done.request_id)
+            assert sorted((r.service, r.action, r.event_type) for r in trail.rows) == [
+                ("gateway", "completion.create", "api_call"),
+                ("llm", "model.invoke", "api_call"),
+                ("retrieval", "chunks.search", "data_access"),
+            ]
             page = await ops.audit(tenant.tenant_id, limit=500)
             # Every row of this tenant's trail is this tenant's: its request or its setup.
             other = b if tenant is a else a

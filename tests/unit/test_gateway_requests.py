@@ -17,7 +17,14 @@ from shared.audit import AuditTrail
 from shared.messages.audit import AuditEventType, AuditRecorded, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.completions import CompletionPublished, CreateCompletion
-from shared.messages.retrieval import Document, DocumentsIngested, IngestDocuments
+from shared.messages.llm import InvokeModel, ModelInvoked
+from shared.messages.retrieval import (
+    ChunksFound,
+    Document,
+    DocumentsIngested,
+    IngestDocuments,
+    SearchChunks,
+)
 from shared.tenancy import UNATTRIBUTED
 from tests.support.fakebus import FakeBroker
 from tests.unit.test_gateway import FakePorts
@@ -157,3 +164,40 @@ def test_an_unbound_table_refuses_to_build_a_router() -> None:
     deps, _ = make_deps()
     with pytest.raises(RuntimeError, match="bind the gateway's table"):
         HANDLERS.router(lambda: deps)
+
+
+class TrailPorts(FakePorts):
+    """Retrieval hands its data-access row back when asked to (audit_by_caller)."""
+
+    asked_to_carry: bool = False
+
+    async def search(self, msg: SearchChunks) -> ChunksFound:
+        found = await super().search(msg)
+        self.asked_to_carry = msg.audit_by_caller
+        row = AuditTrail(cast(NatsBroker, FakeBroker()), "retrieval").build_for(
+            msg, event_type=AuditEventType.DATA_ACCESS, action="chunks.search"
+        )
+        return found.model_copy(update={"audit": row})
+
+
+async def test_the_request_row_carries_the_steps_rows_in_one_event() -> None:
+    ports = TrailPorts()
+    deps, broker = make_deps(ports)
+    await requests.complete(deps, TID, request_body(request_id="r-3"))
+    assert ports.asked_to_carry
+    (row,) = audit_rows(broker)  # one JetStream write for the whole trail
+    assert [(r.service, r.action) for r in row.carried] == [("retrieval", "chunks.search")]
+    assert row.carried[0].request_id == "r-3" and row.carried[0].tenant_id == TID
+
+
+async def test_a_crash_still_records_the_steps_that_ran() -> None:
+    class Crashing(TrailPorts):
+        async def invoke(self, msg: InvokeModel) -> ModelInvoked:
+            raise RuntimeError("bug")
+
+    deps, broker = make_deps(Crashing())
+    with pytest.raises(RuntimeError):
+        await requests.complete(deps, TID, request_body(request_id="r-4"))
+    (row,) = audit_rows(broker)
+    assert row.event_type is AuditEventType.ERROR and row.status is AuditStatus.FAILURE
+    assert [r.action for r in row.carried] == ["chunks.search"]

@@ -69,3 +69,17 @@ async def test_deleting_a_document_withdraws_its_fingerprints() -> None:
     gone = await delete_document(DeleteDocument(tenant_id="acme", document_id="wifi"), deps)
     assert gone.chunks_deleted == 1
     assert published[-1].scope is FingerprintScope.DOCUMENT and not published[-1].fingerprints
+
+
+async def test_a_search_whose_caller_records_the_trail_hands_its_row_back() -> None:
+    deps, _, events = make()
+    await provision(ProvisionTenant(tenant_id="acme"), deps)
+    await ingest(IngestDocuments(tenant_id="acme", documents=[WIFI]), deps)
+    before = len(events)
+    ask = SearchChunks(tenant_id="acme", query="thermostat", audit_by_caller=True)
+    found = await search(ask, deps)
+    assert len(events) == before  # nothing published: the gateway carries it
+    assert found.audit is not None and found.audit.action == "chunks.search"
+    assert found.audit.event_type is AuditEventType.DATA_ACCESS
+    assert (found.audit.tenant_id, found.audit.request_id) == ("acme", ask.request_id)
+    assert found.audit.details["results"] == 1
