@@ -111,7 +111,7 @@ class Admitted:
     chunks: list[Chunk]
     prompt: TextScanned
 
-    def invocation(self) -> InvokeModel:
+    def invocation(self, audit_by_caller: bool = True) -> InvokeModel:
         return InvokeModel(
             **self.ids,
             model=self.model,
@@ -120,6 +120,7 @@ class Admitted:
             messages=[ChatMessage(role="user", content=self.prompt.text)],
             max_tokens=self.max_tokens,
             context=self.chunks,
+            audit_by_caller=audit_by_caller,
         )
 
     def citations(self) -> list[Citation]:
@@ -246,6 +247,7 @@ async def _answer(
     try:
         invoked = await ports.invoke(ok.invocation())
         trace.lap("invoke")
+        trace.carry(invoked.audit)
         usage, answered_by = invoked.usage, invoked.model or ok.model
         _checked(invoked)
     except BaseException:

@@ -142,7 +142,8 @@ async def _stream(
     guard = StreamGuard(scan, settings.stream_hold_chars, settings.stream_step_chars)
     usage, model, outcome = Usage(), ok.model, CallOutcome.FAILED
     final = None
-    async with ports.invoke_stream(ok.invocation()) as call:
+    # llm records a streamed call itself (its final event carries no audit row).
+    async with ports.invoke_stream(ok.invocation(audit_by_caller=False)) as call:
         try:
             while final is None:
                 event = await call.next()

@@ -17,7 +17,7 @@ from services.llm.providers import Completion, ModelProvider, UpstreamError
 from shared import subjects
 from shared.audit import AuditTrail
 from shared.intake import Refusal, admit, error_reply, reply_ok
-from shared.messages.audit import AuditEventType, AuditStatus
+from shared.messages.audit import AuditEventType, AuditRecorded, AuditStatus
 from shared.messages.llm import CancelModelCall, InvokeModel, ModelInvoked, ModelStreamed
 from shared.replies import publish_reply, refuse_reply, reply_allowed
 from shared.service import Handlers, Rpc, Subscriber
@@ -66,7 +66,7 @@ async def call_model(
     try:
         done = await call()
     except invocation.ModelNotAllowed as exc:
-        await deps.trail.record_for(
+        row = deps.trail.build_for(
             msg,
             event_type=AuditEventType.ACCESS_DENIED,
             action="model.invoke",
@@ -75,9 +75,9 @@ async def call_model(
             resource_id=msg.model,
             error=exc.info.message,
         )
-        return error_reply(ModelInvoked, msg, exc.info)
+        return await _audited(deps, msg, row, error_reply(ModelInvoked, msg, exc.info))
     except UpstreamError as exc:
-        await deps.trail.record_for(
+        row = deps.trail.build_for(
             msg,
             event_type=AuditEventType.API_CALL,
             action="model.invoke",
@@ -92,9 +92,9 @@ async def call_model(
                 "latency_ms": round((time.perf_counter() - started) * 1000),
             },
         )
-        return error_reply(ModelInvoked, msg, exc.info)
+        return await _audited(deps, msg, row, error_reply(ModelInvoked, msg, exc.info))
     # Counts and names only: the prompt and the answer never go into the audit row.
-    await deps.trail.record_for(
+    row = deps.trail.build_for(
         msg,
         event_type=AuditEventType.API_CALL,
         action="model.invoke",
@@ -111,7 +111,7 @@ async def call_model(
             "latency_ms": round((time.perf_counter() - started) * 1000),
         },
     )
-    return reply_ok(
+    reply = reply_ok(
         ModelInvoked,
         msg,
         model=done.model,
@@ -120,6 +120,18 @@ async def call_model(
         usage=done.usage,
         stop_reason=done.stop_reason,
     )
+    return await _audited(deps, msg, row, reply)
+
+
+async def _audited(
+    deps: Deps, msg: InvokeModel, row: AuditRecorded, reply: ModelInvoked
+) -> ModelInvoked:
+    """The call's audit row: published here, or (audit_by_caller) handed back in the reply
+    for the caller to carry in its own event, one JetStream write per request."""
+    if msg.audit_by_caller:
+        return reply.model_copy(update={"audit": row})
+    await deps.trail.publish(row)
+    return reply
 
 
 async def stream(msg: NatsMessage, deps: Deps) -> None:
@@ -134,7 +146,8 @@ async def stream(msg: NatsMessage, deps: Deps) -> None:
     if isinstance(parsed, ModelStreamed):
         await publish_reply(raw, parsed.model_dump_json().encode())
         return
-    req, seq = parsed, 0
+    # A stream's final event carries no audit row: the call is always recorded here.
+    req, seq = parsed.model_copy(update={"audit_by_caller": False}), 0
 
     async def emit(text: str) -> None:
         nonlocal seq

@@ -95,3 +95,23 @@ async def test_a_stream_for_another_tenant_gets_one_final_error_event() -> None:
     final = ModelStreamed.model_validate_json(data)
     assert final.done and final.error is not None
     assert final.error.code is ErrorCode.INVALID_TENANT and provider.calls == []
+
+
+async def test_a_call_whose_caller_records_the_trail_hands_its_row_back() -> None:
+    deps, _, events = make()
+    reply = await invoke(ask().model_copy(update={"audit_by_caller": True}), deps)
+    assert events == []  # nothing published: the gateway carries it in its own event
+    assert reply.audit is not None and reply.audit.action == "model.invoke"
+    assert reply.audit.details["output_tokens"] == 3
+    refused = await invoke(ask(model="m2").model_copy(update={"audit_by_caller": True}), deps)
+    assert events == [] and refused.audit is not None
+    assert refused.audit.event_type is AuditEventType.ACCESS_DENIED
+
+
+async def test_a_stream_records_its_call_itself_even_if_asked_to_hand_it_back() -> None:
+    deps, _, events = make()
+    bus = InMemoryBus(HANDLERS, deps)
+    pattern = subjects.service_all("llm", "stream")
+    body = ask().model_copy(update={"audit_by_caller": True}).model_dump_json().encode()
+    await bus.deliver(pattern, subjects.service("llm", "stream", "acme"), body, "_INBOX.gw.1")
+    assert [e.action for e in events] == ["model.invoke"]  # the final event has no row
