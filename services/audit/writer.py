@@ -8,12 +8,10 @@ Exactly-once, in three layers:
 3. A redelivery of something already stored (crash or lost ack after the insert) is
    skipped here: before assigning chain positions the writer asks ClickHouse which of
    the batch's event ids it already holds (an indexed read on the batch's tenants and
-   time range). Only events that could be stored are asked about: a stored copy has
-   the same occurred_at, so an event newer than everything stored for its tenant (the
-   tenant's watermark, loaded from ClickHouse on first use and raised after each
-   insert) cannot be one. In a steady stream that is nearly every event, and the read
-   (the largest cost per batch once batches grew: ~7 us per id) is skipped; after a
-   restart redeliveries are older than the watermark and are asked about as before.
+   time range). Only events that could be stored are asked about (watermarks.py: an
+   event newer than everything stored for its tenant cannot be). In a steady stream
+   that is every event, and the read (~7 us per id, and ~6 ms however few) is skipped;
+   after a restart redeliveries are not newer, and are asked about as before.
    Doing it here rather than with ReplacingMergeTree matters twice: a
    duplicate would otherwise get a second chain position (a fork in the chain), and
    cost_daily's materialized view would count it twice (a view sees every insert,
@@ -31,13 +29,12 @@ After the insert each tenant's new chain head is anchored in NATS KV (anchors.py
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
 
 from services.audit.adapters import AuditStore
 from services.audit.anchors import Anchor, HeadAnchors
-from services.audit.chain import Head, link
+from services.audit.chain import GENESIS, Head, link
 from services.audit.retention import RetentionPolicy
 from services.audit.rows import (
     AUDIT_COLUMNS,
@@ -49,6 +46,7 @@ from services.audit.rows import (
     cost_row,
     to_millis,
 )
+from services.audit.watermarks import Watermarks
 from shared.logging import get_logger
 from shared.messages.audit import AuditRecorded
 from shared.messages.base import Envelope
@@ -88,11 +86,6 @@ WHERE tenant_id IN {tenants:Array(String)}
 GROUP BY tenant_id
 """
 
-# The watermark of a tenant with no rows: older than any event.
-NOTHING_STORED = datetime(1900, 1, 1, tzinfo=UTC)
-
-E = TypeVar("E", bound=Envelope)
-
 
 def batch_token(rows: Sequence[Row]) -> str:
     """Same prepared rows -> same token -> ClickHouse stores them once.
@@ -110,18 +103,6 @@ def batch_token(rows: Sequence[Row]) -> str:
     return digest.hexdigest()
 
 
-def maybe_stored(events: Sequence[E], watermarks: Mapping[str, datetime]) -> list[E]:
-    """The events a stored copy could exist of: not newer than their tenant's newest row."""
-    return [e for e in events if to_millis(e.occurred_at) <= watermarks[e.tenant_id]]
-
-
-def raise_watermarks(watermarks: dict[str, datetime], events: Iterable[Envelope]) -> None:
-    for e in events:
-        at = to_millis(e.occurred_at)
-        if at > watermarks[e.tenant_id]:
-            watermarks[e.tenant_id] = at
-
-
 class AuditWriter:
     def __init__(
         self, store: AuditStore, retention: RetentionPolicy, anchors: HeadAnchors | None = None
@@ -131,15 +112,13 @@ class AuditWriter:
         self._anchors = anchors
         # Chain heads of tenants seen since start; loaded from ClickHouse on first use.
         self._heads: dict[str, Head] = {}
-        # Per table, each known tenant's newest stored occurred_at (see the module doc).
-        # Only ever an over-estimate is safe (TTL deletions may lower the truth): it is
-        # loaded from ClickHouse, raised after a confirmed insert, dropped on a failure.
-        self._audit_marks: dict[str, datetime] = {}
-        self._cost_marks: dict[str, datetime] = {}
+        # Per table, what could be stored already (watermarks.py).
+        self._audit_marks = Watermarks()
+        self._cost_marks = Watermarks()
 
     async def _stored_ids(self, table: str, events: Sequence[Envelope]) -> set[str]:
         marks = self._audit_marks if table == AUDIT_TABLE else self._cost_marks
-        events = maybe_stored(events, marks)
+        events = marks.maybe_stored(events)
         if not events:
             return set()
         times = [to_millis(e.occurred_at) for e in events]
@@ -160,28 +139,26 @@ class AuditWriter:
         if not unknown:
             return
         rows = await self._store.select(HEADS_SQL, {"tenants": unknown})
+        found = {str(r[0]): r for r in rows}
         for t in unknown:
-            self._heads[t] = Head()
-            self._audit_marks[t] = NOTHING_STORED
-        for tid, seq, digest, latest in rows:
-            self._heads[str(tid)] = Head(int(seq), str(digest))
-            self._audit_marks[str(tid)] = as_utc(latest)
+            _, seq, digest, latest = found.get(t, (t, 0, GENESIS, None))
+            self._heads[t] = Head(int(seq), str(digest))
+            self._audit_marks.load(t, latest)
 
     async def _load_cost_marks(self, tenants: set[str]) -> None:
-        unknown = sorted(t for t in tenants if t not in self._cost_marks)
+        unknown = self._cost_marks.unknown(tenants)
         if not unknown:
             return
-        rows = await self._store.select(COST_WATERMARKS_SQL, {"tenants": unknown})
+        found = dict(await self._store.select(COST_WATERMARKS_SQL, {"tenants": unknown}))
         for t in unknown:
-            self._cost_marks[t] = NOTHING_STORED
-        for tid, latest in rows:
-            self._cost_marks[str(tid)] = as_utc(latest)
+            self._cost_marks.load(t, found.get(t))
 
     def _forget(self, tenants: Iterable[str]) -> None:
         """After an insert that may or may not have landed: reload from ClickHouse."""
+        tenants = list(tenants)
         for tid in tenants:
             self._heads.pop(tid, None)
-            self._audit_marks.pop(tid, None)
+        self._audit_marks.forget(tenants)
 
     async def write_audit(self, events: Sequence[AuditRecorded]) -> int:
         """Store the events not stored yet, chained per tenant. Returns rows inserted."""
@@ -190,28 +167,34 @@ class AuditWriter:
         fresh = [e for e in events if e.event_id not in stored]
         if not fresh:
             return 0
-        tenants = {e.tenant_id for e in fresh}
-        days = await self._retention.days_for(tenants)
+        by_tenant: dict[str, list[AuditRecorded]] = {}
+        for e in fresh:
+            by_tenant.setdefault(e.tenant_id, []).append(e)
+        days = await self._retention.days_for(set(by_tenant))
         now = datetime.now(UTC)
-        # An event already past its retention would be dropped by the TTL at insert,
-        # leaving a hole in the chain: it is not chained at all (and logged).
-        kept = [e for e in fresh if as_utc(e.occurred_at) + timedelta(days=days[e.tenant_id]) > now]
-        if len(kept) < len(fresh):
-            log.warning("audit.expired_on_arrival", events=len(fresh) - len(kept))
-        if not kept:
-            return 0
-        fresh, tenants = kept, {e.tenant_id for e in kept}
         recorded_at = to_millis(now)
         rows: list[Row] = []
         heads: dict[str, Head] = {}
         anchors: dict[str, Anchor] = {}
-        for tid in sorted(tenants):
-            content = [audit_row(e, days[tid]) for e in fresh if e.tenant_id == tid]
+        for tid in sorted(by_tenant):
+            # An event already past its retention would be dropped by the TTL at insert,
+            # leaving a hole in the chain: it is not chained at all (and logged).
+            # (Column 3 is occurred_at as stored, which the TTL reads.)
+            keep_after = now - timedelta(days=days[tid])
+            built = [audit_row(e, days[tid]) for e in by_tenant[tid]]
+            content = [r for r in built if r[3] > keep_after]
+            if len(content) < len(built):
+                log.warning("audit.expired_on_arrival", events=len(built) - len(content))
+            if not content:
+                continue
             linked, head = link(content, self._heads[tid])
             rows.extend((*r, recorded_at) for r in linked)
             heads[tid] = head
             expires = as_utc(content[-1][3]) + timedelta(days=days[tid])
             anchors[tid] = Anchor(head.seq, head.hash, expires)
+        if not rows:
+            return 0
+        tenants = set(heads)
         try:
             await self._store.insert_audit(rows, batch_token(rows))
         except BaseException:
@@ -220,7 +203,7 @@ class AuditWriter:
             self._forget(tenants)
             raise
         self._heads.update(heads)
-        raise_watermarks(self._audit_marks, fresh)
+        self._audit_marks.stored(rows)
         if self._anchors is not None:
             try:
                 await self._anchors.save(anchors)
@@ -240,8 +223,7 @@ class AuditWriter:
             try:
                 await self._store.insert_cost(rows, batch_token(rows))
             except BaseException:
-                for e in fresh:
-                    self._cost_marks.pop(e.tenant_id, None)
+                self._cost_marks.forget({e.tenant_id for e in fresh})
                 raise
-            raise_watermarks(self._cost_marks, fresh)
+            self._cost_marks.stored(rows)
         return len(rows)

@@ -86,6 +86,20 @@ async def test_events_newer_than_everything_stored_are_not_looked_up() -> None:
     assert [r[-4] for r in store.audit] == list(range(1, 11))
 
 
+async def test_events_in_the_newest_rows_millisecond_are_looked_up_only_if_they_could_be() -> None:
+    store = FakeStore()
+    w = writer(store)
+    await w.write_audit([audit(0, NOW), audit(1, NOW)])
+    # The writer stored every row of that millisecond itself: a new id there is new.
+    assert await w.write_audit([audit(2, NOW)]) == 1
+    assert store.asked == []
+    # A restarted writer cannot know which ids share the newest millisecond: it asks.
+    restarted = writer(store)
+    assert await restarted.write_audit([audit(1, NOW), audit(3, NOW)]) == 1
+    assert store.asked == [["e0001", "e0003"]]
+    assert sorted(r[0] for r in store.audit) == ["e0000", "e0001", "e0002", "e0003"]
+
+
 async def test_a_redelivered_event_is_looked_up_and_skipped() -> None:
     store = FakeStore()
     w = writer(store)
