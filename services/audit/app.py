@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+from typing import Any
 
 from services.audit.adapters import AuditStore, ClickHouseStore
 from services.audit.anchors import KvHeadAnchors
@@ -80,7 +81,7 @@ def bootstrap(
         if deps.lease is not None:
             await deps.lease.release()
 
-    consumers: list[BatchConsumer] = []
+    consumers: list[BatchConsumer[Any]] = []
 
     async def start_consumers() -> None:
         consumers.extend(batch_consumers(deps))  # on the connection made at start

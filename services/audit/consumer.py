@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from faststream.exceptions import NackMessage
 from nats.aio.client import Client as NatsClient
@@ -34,7 +34,7 @@ from shared.logging import get_logger
 
 log = get_logger("tenantry.audit.consumer")
 
-Handle = Callable[[list[Msg]], Awaitable[None]]
+P = TypeVar("P")
 
 # Statuses that end a pull request early: 404 no messages, 408 request expired,
 # 409 e.g. max_ack_pending reached or the consumer deleted (then pause before asking
@@ -47,8 +47,10 @@ REFUSED_PAUSE_S = 0.5
 GRACE_S = 1.0
 
 
-class BatchConsumer:
-    """One durable pull consumer; `handle` gets each batch (never empty)."""
+class BatchConsumer(Generic[P]):
+    """One durable pull consumer. Each batch (never empty) goes through `prepare` in the
+    pull task (CPU work that needs no earlier batch written, e.g. parsing: it overlaps
+    the previous insert), then `handle` in the write task, one batch at a time."""
 
     def __init__(
         self,
@@ -59,9 +61,10 @@ class BatchConsumer:
         inbox_prefix: str,
         batch_size: int,
         timeout_s: float,
-        handle: Handle,
+        prepare: Callable[[list[Msg]], P],
+        handle: Callable[[list[Msg], P], Awaitable[None]],
     ) -> None:
-        self._nc, self._handle = nc, handle
+        self._nc, self._prepare, self._handle = nc, prepare, handle
         self._durable = durable
         self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
         self._inbox = f"{inbox_prefix}{nc.new_inbox().rpartition('.')[2]}"
@@ -70,7 +73,7 @@ class BatchConsumer:
         self._ended = 0  # pull requests the server ended before filling them
         self._refused = False
         self._wake = asyncio.Event()
-        self._ready: asyncio.Queue[list[Msg]] = asyncio.Queue(maxsize=1)
+        self._ready: asyncio.Queue[tuple[list[Msg], P]] = asyncio.Queue(maxsize=1)
         self._sub: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -145,24 +148,33 @@ class BatchConsumer:
                 log.warning("pull.failed", consumer=self._durable, exc_info=True)
                 await asyncio.sleep(GRACE_S)
                 continue
-            if batch:
-                try:
-                    await self._ready.put(batch)  # waits while the writer is behind
-                except asyncio.CancelledError:
-                    self._arrived[:0] = batch  # stopping: stop() naks it
-                    raise
+            if not batch:
+                continue
+            try:
+                prepared = self._prepare(batch)
+            except Exception:
+                # A bug, not a bad message (parse_batch sets those aside): redelivered,
+                # and dead-lettered after MAX_DELIVER attempts.
+                log.exception("batch.prepare_failed", consumer=self._durable)
+                await self._each(batch, lambda m: m.nak())
+                continue
+            try:
+                await self._ready.put((batch, prepared))  # waits while the writer is behind
+            except asyncio.CancelledError:
+                self._arrived[:0] = batch  # stopping: stop() naks it
+                raise
 
     async def _write_loop(self) -> None:
         while True:
-            batch = await self._ready.get()
+            batch, prepared = await self._ready.get()
             try:
-                await self._settle(batch)
+                await self._settle(batch, prepared)
             finally:
                 self._ready.task_done()
 
-    async def _settle(self, batch: list[Msg]) -> None:
+    async def _settle(self, batch: list[Msg], prepared: P) -> None:
         try:
-            await self._handle(batch)
+            await self._handle(batch, prepared)
         except NackMessage as nack:
             delay = nack.extra_options.get("delay")
             await self._each(batch, lambda m: m.nak(delay=delay))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from faststream.exceptions import NackMessage
 from faststream.nats import ConsumerConfig, NatsMessage, NatsRouter
@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from services.audit import deadletter
 from services.audit.consumer import BatchConsumer
 from services.audit.deps import SERVICE, Deps
-from services.audit.ingest import parse_batch
+from services.audit.ingest import ParsedBatch, parse_batch
 from services.audit.settings import AuditSettings
 from services.audit.verbs import add_verbs
 from shared import subjects
@@ -58,7 +58,17 @@ async def store_batch(
     event_type: type[E],
     write: Callable[[Sequence[E]], Awaitable[int]],
 ) -> None:
-    parsed = parse_batch(messages, event_type)
+    await store_parsed(deps, messages, parse_batch(messages, event_type), event_type, write)
+
+
+async def store_parsed(
+    deps: Deps,
+    messages: Sequence[Msg],
+    parsed: ParsedBatch[Msg, E],
+    event_type: type[E],
+    write: Callable[[Sequence[E]], Awaitable[int]],
+) -> None:
+    """Write what parse_batch found, then dead-letter what it refused."""
     if deps.lease is not None:
         # A writer that lost the lease is stopping: refuse to write (the batch is
         # nacked and redelivered to the lease's new holder).
@@ -132,27 +142,37 @@ async def configure_consumers(js: JetStreamContext, settings: AuditSettings) -> 
         await js.add_consumer(subjects.EVENTS_STREAM, config=config)
 
 
-def batch_consumers(deps: Deps) -> list[BatchConsumer]:
+def batch_consumers(deps: Deps) -> list[BatchConsumer[Any]]:
     """The ingest consumers, on the broker's connection (start them once it is up)."""
 
-    async def store_audit_events(batch: list[Msg]) -> None:
-        await store_batch(deps, batch, AuditRecorded, deps.writer.write_audit)
+    # Parsing runs in the consumer's pull task, so it overlaps the previous batch's insert.
+    def parse_audit(batch: list[Msg]) -> ParsedBatch[Msg, AuditRecorded]:
+        return parse_batch(batch, AuditRecorded)
 
-    async def store_cost_events(batch: list[Msg]) -> None:
-        await store_batch(deps, batch, CostRecorded, deps.writer.write_cost)
+    async def store_audit(batch: list[Msg], parsed: ParsedBatch[Msg, AuditRecorded]) -> None:
+        await store_parsed(deps, batch, parsed, AuditRecorded, deps.writer.write_audit)
 
-    handles = {AUDIT_CONSUMER: store_audit_events, COST_CONSUMER: store_cost_events}
-    return [
-        BatchConsumer(
+    def parse_cost(batch: list[Msg]) -> ParsedBatch[Msg, CostRecorded]:
+        return parse_batch(batch, CostRecorded)
+
+    async def store_cost(batch: list[Msg], parsed: ParsedBatch[Msg, CostRecorded]) -> None:
+        await store_parsed(deps, batch, parsed, CostRecorded, deps.writer.write_cost)
+
+    def consumer(durable: str, prepare: Any, handle: Any) -> BatchConsumer[Any]:
+        return BatchConsumer(
             deps.broker.connection,
             stream=subjects.EVENTS_STREAM,
             durable=durable,
             inbox_prefix=pull_inbox(SERVICE).decode(),
             batch_size=deps.settings.batch_size,
             timeout_s=deps.settings.batch_timeout_s,
+            prepare=prepare,
             handle=handle,
         )
-        for durable, handle in handles.items()
+
+    return [
+        consumer(AUDIT_CONSUMER, parse_audit, store_audit),
+        consumer(COST_CONSUMER, parse_cost, store_cost),
     ]
 
 
