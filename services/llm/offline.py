@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from services.llm import tokens
 from services.llm.providers import Completion
+from shared import textnorm
 from shared.messages.completions import Usage
 from shared.messages.llm import InvokeModel
 from shared.offline_text import NO_ANSWER
@@ -34,17 +35,9 @@ HEADER = (
 )
 
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n\s*")
-_WORD = re.compile(r"\w+")
 _QUESTION_MARKER = re.compile(r"question\s*:", re.IGNORECASE)
-_STOPWORDS = frozenset(
-    """a about above after again all also am an and any are as at be been being but by can
-    could did do does doing for from had has have having he her here hers him his how i if in
-    into is it its just me more most my no nor not of off on once only or other our ours out
-    over own please same she should so some such than that the their theirs them then there
-    these they this those through to too under until up us very was we were what when where
-    which while who whom why will with would you your yours tell know give explain
-    describe""".split()
-)
+# Beyond the shared stop words: how questions are phrased, not what they are about.
+_STOPWORDS = textnorm.STOP_WORDS | {"please", "tell", "know", "give", "explain", "describe"}
 
 
 @dataclass(frozen=True)
@@ -54,30 +47,11 @@ class Sentence:
     terms: frozenset[str]
 
 
-def stem(word: str) -> str:
-    """A light English suffix strip, so "refunds", "refunded" and "refund" meet."""
-    if len(word) <= 4:
-        return word
-    if word.endswith("ies"):
-        return word[:-3] + "y"
-    if word.endswith(("sses", "xes", "zes", "ches", "shes")):
-        return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    if word.endswith("ing") and len(word) > 5:
-        return word[:-3]
-    if word.endswith("ed"):
-        return word[:-2]
-    return word
-
-
 def terms_of(text: str) -> list[str]:
     """Lower-cased, stemmed content words (stopwords and single letters dropped)."""
-    return [
-        stem(word)
-        for word in _WORD.findall(text.lower())
-        if word not in _STOPWORDS and (len(word) > 1 or word.isdigit())
-    ]
+    return textnorm.stems(
+        [w for w in textnorm.words(text) if w not in _STOPWORDS and (len(w) > 1 or w.isdigit())]
+    )
 
 
 def question_of(request: InvokeModel) -> str:

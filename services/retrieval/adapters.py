@@ -54,6 +54,58 @@ class StoredChunk:
 
 
 @dataclass(frozen=True)
+class ChunkColumns:
+    """Chunks as columns, their vectors as one float32 matrix: how a batch crosses to
+    the Edge worker (one buffer to pickle, one `tolist` there, instead of an array per
+    chunk)."""
+
+    chunk_ids: list[str]
+    tenant_ids: list[str]
+    document_ids: list[str]
+    chunk_indexes: list[int]
+    texts: list[str]
+    metadata: list[dict[str, str]]
+    vectors: npt.NDArray[np.float32]
+
+    @classmethod
+    def of(cls, chunks: Sequence[StoredChunk]) -> ChunkColumns:
+        return cls(
+            [c.chunk_id for c in chunks],
+            [c.tenant_id for c in chunks],
+            [c.document_id for c in chunks],
+            [c.chunk_index for c in chunks],
+            [c.text for c in chunks],
+            [c.metadata for c in chunks],
+            np.stack([c.vector for c in chunks]).astype(np.float32, copy=False)
+            if chunks
+            else np.zeros((0, 0), dtype=np.float32),
+        )
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+    def payloads(self) -> list[dict[str, Any]]:
+        """The payload stored with each point (the same in every backend)."""
+        return [
+            {
+                "tenant_id": tenant_id,
+                "document_id": document_id,
+                "chunk_index": chunk_index,
+                "text": text,
+                "metadata": metadata,
+            }
+            for tenant_id, document_id, chunk_index, text, metadata in zip(
+                self.tenant_ids,
+                self.document_ids,
+                self.chunk_indexes,
+                self.texts,
+                self.metadata,
+                strict=True,
+            )
+        ]
+
+
+@dataclass(frozen=True)
 class Hit:
     """A chunk as found by a search; tenant_id is what was stored with it."""
 
@@ -69,9 +121,36 @@ class DimensionMismatch(Exception):
     """The tenant's collection was built with a different embedding width."""
 
 
+class EmbedderMismatch(DimensionMismatch):
+    """The tenant's collection holds another embedder's vectors (same width or not):
+    comparing them with this embedder's would rank by noise, so the store refuses."""
+
+
+def embedder_to_record(recorded: str | None, wanted: str | None, empty: Callable[[], bool]) -> bool:
+    """Whether to record `wanted` as the collection's embedder now (it has none and
+    holds no points). Raises EmbedderMismatch if its vectors are another embedder's,
+    or are unlabelled (written before embedders were recorded). `wanted=None` checks
+    nothing (tools and tests that write raw vectors)."""
+    if wanted is None or recorded == wanted:
+        return False
+    if recorded is None and empty():
+        return True
+    raise EmbedderMismatch(
+        f"collection holds vectors of {recorded or 'an earlier, unrecorded embedder'}; "
+        f"this service embeds with {wanted}: delete the collection and ingest again"
+    )
+
+
 class VectorStore(Protocol):
-    async def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
-        """Write chunks, creating the tenant's collection (cosine, `dim` wide) if needed."""
+    async def upsert(
+        self,
+        tenant_id: str,
+        chunks: Sequence[StoredChunk],
+        dim: int,
+        embedder: str | None = None,
+    ) -> None:
+        """Write chunks, creating the tenant's collection (cosine, `dim` wide) if needed.
+        With `embedder`, the collection records it and refuses another's vectors."""
 
     async def create(self, tenant_id: str, dim: int) -> bool:
         """Create the tenant's (empty) collection; False if it already existed."""
@@ -83,9 +162,14 @@ class VectorStore(Protocol):
         """Which of these chunk ids are stored (a look-up by id, no scan)."""
 
     async def search(
-        self, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
+        self,
+        tenant_id: str,
+        vector: npt.NDArray[np.float32],
+        limit: int,
+        embedder: str | None = None,
     ) -> list[Hit]:
-        """Best matches from the tenant's collection; [] if it has none."""
+        """Best matches from the tenant's collection; [] if it has none. With
+        `embedder`, refuses a collection that holds another embedder's vectors."""
 
     async def drop(self, tenant_id: str) -> tuple[bool, int]:
         """Delete the tenant's collection: (whether it existed, chunks it held)."""
@@ -101,6 +185,9 @@ class QdrantStore:
             max_workers=1 if local else 4, thread_name_prefix="qdrant"
         )
         self._client: QdrantClient | None = None
+        # Collections known to hold `embedder`'s vectors (recorded in their metadata),
+        # so a search checks it once, not on every call.
+        self._checked: dict[str, str] = {}
 
     @classmethod
     def local(cls, path: Path) -> QdrantStore:
@@ -125,8 +212,14 @@ class QdrantStore:
             self._client = None
         self._executor.shutdown(wait=True)
 
-    async def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
-        await self._call(self._upsert, collection_name(tenant_id), chunks, dim)
+    async def upsert(
+        self,
+        tenant_id: str,
+        chunks: Sequence[StoredChunk],
+        dim: int,
+        embedder: str | None = None,
+    ) -> None:
+        await self._call(self._upsert, collection_name(tenant_id), chunks, dim, embedder)
 
     async def create(self, tenant_id: str, dim: int) -> bool:
         return await self._call(self._create, collection_name(tenant_id), dim)
@@ -140,9 +233,13 @@ class QdrantStore:
         return await self._call(self._existing, collection_name(tenant_id), list(chunk_ids))
 
     async def search(
-        self, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
+        self,
+        tenant_id: str,
+        vector: npt.NDArray[np.float32],
+        limit: int,
+        embedder: str | None = None,
     ) -> list[Hit]:
-        return await self._call(self._search, tenant_id, vector, limit)
+        return await self._call(self._search, tenant_id, vector, limit, embedder)
 
     async def drop(self, tenant_id: str) -> tuple[bool, int]:
         return await self._call(self._drop, collection_name(tenant_id))
@@ -150,26 +247,23 @@ class QdrantStore:
     # --- blocking halves, run on the worker thread -------------------------------------
 
     def _upsert(
-        self, client: QdrantClient, name: str, chunks: Sequence[StoredChunk], dim: int
+        self,
+        client: QdrantClient,
+        name: str,
+        chunks: Sequence[StoredChunk],
+        dim: int,
+        embedder: str | None,
     ) -> None:
-        self._ensure_collection(client, name, dim)
+        self._ensure_collection(client, name, dim, embedder)
         for start in range(0, len(chunks), UPSERT_BATCH):
-            batch = chunks[start : start + UPSERT_BATCH]
+            batch = ChunkColumns.of(chunks[start : start + UPSERT_BATCH])
             client.upsert(
                 name,
                 points=[
-                    qm.PointStruct(
-                        id=c.chunk_id,
-                        vector=c.vector.tolist(),
-                        payload={
-                            "tenant_id": c.tenant_id,
-                            "document_id": c.document_id,
-                            "chunk_index": c.chunk_index,
-                            "text": c.text,
-                            "metadata": c.metadata,
-                        },
+                    qm.PointStruct(id=chunk_id, vector=vector, payload=payload)
+                    for chunk_id, vector, payload in zip(
+                        batch.chunk_ids, batch.vectors.tolist(), batch.payloads(), strict=True
                     )
-                    for c in batch
                 ],
                 wait=True,
             )
@@ -179,14 +273,18 @@ class QdrantStore:
         self._ensure_collection(client, name, dim)
         return not existed
 
-    def _ensure_collection(self, client: QdrantClient, name: str, dim: int) -> None:
+    def _ensure_collection(
+        self, client: QdrantClient, name: str, dim: int, embedder: str | None = None
+    ) -> None:
         if client.collection_exists(name):
-            params = client.get_collection(name).config.params.vectors
+            config = client.get_collection(name).config
+            params = config.params.vectors
             size = params.size if isinstance(params, qm.VectorParams) else None
             if size != dim:
                 raise DimensionMismatch(
                     f"collection holds {size}-wide vectors, embedder makes {dim}"
                 )
+            self._check_embedder(client, name, embedder, config.metadata)
             return
         try:
             # DOT, not COSINE: every Embedder returns L2-normalised rows, so the scores
@@ -194,7 +292,9 @@ class QdrantStore:
             # in place on every cosine search (bench: 266 ms p50 at 100k chunks).
             # Collections made before keep COSINE; both rank identically.
             client.create_collection(
-                name, vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.DOT)
+                name,
+                vectors_config=qm.VectorParams(size=dim, distance=qm.Distance.DOT),
+                metadata={"embedder": embedder} if embedder else None,
             )
         except (UnexpectedResponse, ValueError):
             # Another replica created it first (server: 409; local: ValueError). Fine if so.
@@ -208,6 +308,22 @@ class QdrantStore:
                 ("tenant_id", qm.PayloadSchemaType.KEYWORD),
             ):
                 client.create_payload_index(name, key, field_schema=schema)
+
+    def _check_embedder(
+        self,
+        client: QdrantClient,
+        name: str,
+        embedder: str | None,
+        metadata: dict[str, Any] | None,
+    ) -> None:
+        """The collection's metadata names the embedder of its vectors (a server needs
+        collection metadata, Qdrant 1.16 or later)."""
+        if embedder is None or self._checked.get(name) == embedder:
+            return
+        recorded = (metadata or {}).get("embedder")
+        if embedder_to_record(recorded, embedder, lambda: client.count(name).count == 0):
+            client.update_collection(name, metadata={"embedder": embedder})
+        self._checked[name] = embedder
 
     def _existing(self, client: QdrantClient, name: str, chunk_ids: list[str]) -> set[str]:
         if not chunk_ids or not client.collection_exists(name):
@@ -232,11 +348,23 @@ class QdrantStore:
         return count
 
     def _search(
-        self, client: QdrantClient, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
+        self,
+        client: QdrantClient,
+        tenant_id: str,
+        vector: npt.NDArray[np.float32],
+        limit: int,
+        embedder: str | None,
     ) -> list[Hit]:
         name = collection_name(tenant_id)
         if not client.collection_exists(name):
             return []
+        if embedder is not None and self._checked.get(name) != embedder:
+            metadata = client.get_collection(name).config.metadata
+            if embedder_to_record(
+                (metadata or {}).get("embedder"), embedder, lambda: client.count(name).count == 0
+            ):
+                return []  # empty and unlabelled: nothing to find (the first ingest labels it)
+            self._checked[name] = embedder
         # The collection is the tenant's own; on a server the tenant_id filter is a cheap
         # indexed second check. Local mode evaluates filters in Python per point (8x the
         # cost of the scan itself), so there index.search checks each hit's owner instead.
@@ -257,6 +385,7 @@ class QdrantStore:
             return False, 0
         count = client.count(name, exact=True).count
         client.delete_collection(name)
+        self._checked.pop(name, None)
         return True, count
 
     # --- plumbing ----------------------------------------------------------------------

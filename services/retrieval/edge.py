@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from services.retrieval.adapters import DimensionMismatch, Hit, StoredChunk
+from services.retrieval.adapters import (
+    ChunkColumns,
+    DimensionMismatch,
+    EmbedderMismatch,
+    Hit,
+    StoredChunk,
+)
 from shared.logging import get_logger
 
 if TYPE_CHECKING:
@@ -101,8 +107,14 @@ class EdgeStore:
             self._proc = None
         self._executor.shutdown(wait=True)
 
-    async def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
-        await self._call("upsert", tenant_id, list(chunks), dim)
+    async def upsert(
+        self,
+        tenant_id: str,
+        chunks: Sequence[StoredChunk],
+        dim: int,
+        embedder: str | None = None,
+    ) -> None:
+        await self._call("upsert", tenant_id, ChunkColumns.of(chunks), dim, embedder)
 
     async def create(self, tenant_id: str, dim: int) -> bool:
         return bool(await self._call("create", tenant_id, dim))
@@ -114,9 +126,14 @@ class EdgeStore:
         return set(await self._call("existing", tenant_id, list(chunk_ids)))
 
     async def search(
-        self, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
+        self,
+        tenant_id: str,
+        vector: npt.NDArray[np.float32],
+        limit: int,
+        embedder: str | None = None,
     ) -> list[Hit]:
-        return list(await self._call("search", tenant_id, vector.tolist(), limit))
+        vector = np.asarray(vector, dtype=np.float32)  # crosses as one buffer
+        return list(await self._call("search", tenant_id, vector, limit, embedder))
 
     async def drop(self, tenant_id: str) -> tuple[bool, int]:
         existed, count = await self._call("drop", tenant_id)
@@ -206,6 +223,8 @@ def _unwrap(reply: tuple[Any, ...]) -> Any:
     if reply[0] == "ok":
         return reply[1]
     _, kind, message = reply
+    if kind == "EmbedderMismatch":
+        raise EmbedderMismatch(message)
     if kind == "DimensionMismatch":
         raise DimensionMismatch(message)
     raise StoreError(f"{kind}: {message}")

@@ -22,6 +22,8 @@ CHUNK_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "tenantry:retrieval:chunk")
 
 # Ingest embeds in a worker thread once there is enough text for it to matter.
 _INLINE_EMBED_CHARS = 20_000
+# Chunks embedded per group; groups are written while the next is embedded.
+_PIPELINE_CHUNKS = 128
 
 
 class InvalidDocuments(ValueError):
@@ -58,45 +60,68 @@ async def ingest(
         if doc.document_id in seen:
             raise InvalidDocuments(f"document_id {doc.document_id!r} appears more than once")
         seen.add(doc.document_id)
-        pieces = chunk_text(doc.text, chunking)
-        if not pieces:
+        texts = chunk_text(doc.text, chunking)
+        if not texts:
             raise InvalidDocuments(f"document {doc.document_id!r} has no text to index")
-        per_document.append((doc, pieces))
+        per_document.append((doc, texts))
 
-    texts = [piece for _, pieces in per_document for piece in pieces]
-    if sum(map(len, texts)) > _INLINE_EMBED_CHARS:
-        vectors = await asyncio.to_thread(embedder.embed, texts)
-    else:
-        vectors = embedder.embed(texts)
-
-    chunks: list[StoredChunk] = []
-    for doc, pieces in per_document:
-        for index, piece in enumerate(pieces):
-            chunks.append(
-                StoredChunk(
-                    chunk_id=chunk_id(tenant_id, doc.document_id, index),
-                    tenant_id=tenant_id,
-                    document_id=doc.document_id,
-                    chunk_index=index,
-                    text=canaries.plant(tenant_id, piece) if canaries else piece,
-                    vector=vectors[len(chunks)],
-                    metadata=dict(doc.metadata),
-                )
-            )
-    await store.upsert(tenant_id, chunks, embedder.dim)
+    pieces = [(doc, i, piece) for doc, texts in per_document for i, piece in enumerate(texts)]
+    await _embed_and_store(store, embedder, tenant_id, pieces, canaries)
 
     # Ids 0..n-1 were just overwritten; a chunk with id n exists only if a longer
     # version was stored before. Probing that one id per document is a look-up by id;
     # the filtered delete (a scan in Qdrant local mode) runs only for those that had one.
     beyond = {
-        chunk_id(tenant_id, doc.document_id, len(pieces)): (doc.document_id, len(pieces))
-        for doc, pieces in per_document
+        chunk_id(tenant_id, doc.document_id, len(texts)): (doc.document_id, len(texts))
+        for doc, texts in per_document
     }
     stale = 0
     for probe in await store.existing(tenant_id, list(beyond)):
         document_id, length = beyond[probe]
         stale += await store.delete_document(tenant_id, document_id, from_index=length)
-    return Ingested(documents=len(per_document), chunks=len(chunks), stale_chunks_removed=stale)
+    return Ingested(documents=len(per_document), chunks=len(pieces), stale_chunks_removed=stale)
+
+
+async def _embed_and_store(
+    store: VectorStore,
+    embedder: Embedder,
+    tenant_id: str,
+    pieces: list[tuple[Document, int, str]],
+    canaries: Canaries | None,
+) -> None:
+    """Embed and upsert in groups, the store writing one group while the next is
+    embedded (it works in another thread or process); every write is done on return."""
+    writing: asyncio.Future[None] | None = None
+    try:
+        for start in range(0, len(pieces), _PIPELINE_CHUNKS):
+            group = pieces[start : start + _PIPELINE_CHUNKS]
+            texts = [piece for _, _, piece in group]
+            if sum(map(len, texts)) > _INLINE_EMBED_CHARS:
+                vectors = await asyncio.to_thread(embedder.embed, texts)
+            else:
+                vectors = embedder.embed(texts)
+            chunks = [
+                StoredChunk(
+                    chunk_id=chunk_id(tenant_id, doc.document_id, i),
+                    tenant_id=tenant_id,
+                    document_id=doc.document_id,
+                    chunk_index=i,
+                    text=canaries.plant(tenant_id, piece) if canaries else piece,
+                    vector=vector,
+                    metadata=dict(doc.metadata),
+                )
+                for (doc, i, piece), vector in zip(group, vectors, strict=True)
+            ]
+            if writing is not None:
+                await writing
+            writing = asyncio.ensure_future(
+                store.upsert(tenant_id, chunks, embedder.dim, embedder.name)
+            )
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            await asyncio.wait([writing])  # a write in flight ends either way
 
 
 async def search(
@@ -105,7 +130,7 @@ async def search(
     vector = embedder.embed([query])[0]
     if not vector.any():
         return []  # only stop words or punctuation: nothing to match on
-    hits = await store.search(tenant_id, vector, top_k)
+    hits = await store.search(tenant_id, vector, top_k, embedder.name)
     own = [hit for hit in hits if hit.tenant_id == tenant_id]
     if len(own) != len(hits):
         # Cannot happen with per-tenant collections; if it ever does, the foreign chunks

@@ -35,14 +35,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+import numpy.typing as npt
 import qdrant_edge as qe
 
-from services.retrieval.adapters import DimensionMismatch, Hit, StoredChunk, collection_name
+from services.retrieval.adapters import (
+    ChunkColumns,
+    DimensionMismatch,
+    Hit,
+    collection_name,
+    embedder_to_record,
+)
 
 UPSERT_BATCH = 512
 _CREATING = ".creating"
 _TRASH = ".trash-"
 _LOCK = ".lock"
+# The name of the embedder whose vectors the shard holds (see adapters.embedder_to_record).
+_EMBEDDER = "embedder"
 # Below this many unindexed points a brute-force pass over the segment is faster than
 # the HNSW walk (Qdrant's own full_scan_threshold is 10 000 KB of vectors).
 INDEX_AFTER_UNINDEXED = 2_000
@@ -76,6 +86,7 @@ class ShardSet:
         self._open: OrderedDict[str, qe.EdgeShard] = OrderedDict()
         self._dirty: set[str] = set()
         self._dims: dict[str, int] = {}
+        self._embedders: dict[str, str] = {}  # checked against the shard's record
         self._opened = 0
         self._closed = 0
         root.mkdir(parents=True, exist_ok=True)
@@ -100,16 +111,24 @@ class ShardSet:
         self._make(tenant_id, dim)
         return True
 
-    def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
+    def upsert(
+        self, tenant_id: str, chunks: ChunkColumns, dim: int, embedder: str | None = None
+    ) -> None:
         if not self._path(tenant_id).exists():
-            self._make(tenant_id, dim)
+            self._make(tenant_id, dim, embedder)
         else:
             self._check_dim(tenant_id, dim)
         shard = self._shard(tenant_id)
         assert shard is not None
-        for start in range(0, len(chunks), UPSERT_BATCH):
-            points = [_point(c) for c in chunks[start : start + UPSERT_BATCH]]
-            shard.update(qe.UpdateOperation.upsert_points(points))
+        self._check_embedder(tenant_id, shard, embedder, record=True)
+        points = [
+            qe.Point(chunk_id, vector, payload)
+            for chunk_id, vector, payload in zip(
+                chunks.chunk_ids, chunks.vectors.tolist(), chunks.payloads(), strict=True
+            )
+        ]
+        for start in range(0, len(points), UPSERT_BATCH):
+            shard.update(qe.UpdateOperation.upsert_points(points[start : start + UPSERT_BATCH]))
         self._dirty.add(tenant_id)
 
     def existing(self, tenant_id: str, chunk_ids: Sequence[str]) -> set[str]:
@@ -136,14 +155,20 @@ class ShardSet:
             shard.update(qe.UpdateOperation.delete_points_by_filter(selector))
         return count
 
-    def search(self, tenant_id: str, vector: Sequence[float], limit: int) -> list[Hit]:
+    def search(
+        self,
+        tenant_id: str,
+        vector: npt.ArrayLike,
+        limit: int,
+        embedder: str | None = None,
+    ) -> list[Hit]:
         shard = self._shard(tenant_id)
-        if shard is None:
+        if shard is None or not self._check_embedder(tenant_id, shard, embedder, record=False):
             return []
         points = shard.query(
             qe.QueryRequest(
                 limit=limit,
-                query=qe.Query.Nearest(list(vector)),
+                query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist()),
                 with_payload=True,
                 params=_SEARCH,
             )
@@ -160,6 +185,7 @@ class ShardSet:
         self._close(tenant_id)
         self._dirty.discard(tenant_id)
         self._dims.pop(tenant_id, None)
+        self._embedders.pop(tenant_id, None)
         # Rename first: from here on the tenant has no shard, even if the process dies
         # before the folder is gone (the next open sweeps it).
         trash = self.root / f"{_TRASH}{uuid.uuid4().hex}"
@@ -251,7 +277,7 @@ class ShardSet:
             shard.close()  # flushes segments; the WAL already holds every write
             self._closed += 1
 
-    def _make(self, tenant_id: str, dim: int) -> None:
+    def _make(self, tenant_id: str, dim: int, embedder: str | None = None) -> None:
         m, ef_construct = self._hnsw
         config = qe.EdgeConfig(
             # DOT: every Embedder returns unit-length rows, so this ranks as cosine does
@@ -298,8 +324,30 @@ class ShardSet:
             qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer)
         )
         shard.flush()
+        if embedder is not None:
+            (path / _EMBEDDER).write_text(embedder)
+            self._embedders[tenant_id] = embedder
         marker.unlink()
         self._remember(tenant_id, shard)
+
+    def _check_embedder(
+        self, tenant_id: str, shard: qe.EdgeShard, embedder: str | None, *, record: bool
+    ) -> bool:
+        """False for an empty shard no embedder has written to yet (nothing to search);
+        raises EmbedderMismatch for another embedder's vectors; `record` labels an
+        empty unlabelled shard with `embedder` (its first upsert)."""
+        if embedder is None or self._embedders.get(tenant_id) == embedder:
+            return True
+        label = self._path(tenant_id) / _EMBEDDER
+        recorded = label.read_text() if label.exists() else None
+        if embedder_to_record(recorded, embedder, lambda: shard.info().points_count == 0):
+            if not record:
+                return False
+            temporary = label.with_suffix(".tmp")
+            temporary.write_text(embedder)
+            temporary.rename(label)  # whole or absent, whenever a crash comes
+        self._embedders[tenant_id] = embedder
+        return True
 
     def _check_dim(self, tenant_id: str, dim: int) -> None:
         size = self._dims.get(tenant_id)
@@ -310,20 +358,6 @@ class ShardSet:
             self._dims[tenant_id] = size
         if size != dim:
             raise DimensionMismatch(f"collection holds {size}-wide vectors, embedder makes {dim}")
-
-
-def _point(chunk: StoredChunk) -> qe.Point:
-    return qe.Point(
-        chunk.chunk_id,
-        chunk.vector.tolist(),
-        {
-            "tenant_id": chunk.tenant_id,
-            "document_id": chunk.document_id,
-            "chunk_index": chunk.chunk_index,
-            "text": chunk.text,
-            "metadata": chunk.metadata,
-        },
-    )
 
 
 def _hit(point: qe.ScoredPoint) -> Hit:

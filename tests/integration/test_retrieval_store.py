@@ -21,7 +21,14 @@ import pytest
 import pytest_asyncio
 
 from services.retrieval import index
-from services.retrieval.adapters import DimensionMismatch, QdrantStore, StoredChunk, VectorStore
+from services.retrieval.adapters import (
+    ChunkColumns,
+    DimensionMismatch,
+    EmbedderMismatch,
+    QdrantStore,
+    StoredChunk,
+    VectorStore,
+)
 from services.retrieval.chunking import ChunkingConfig
 from services.retrieval.edge import EdgeStore
 from services.retrieval.embedding import HashingEmbedder
@@ -134,6 +141,46 @@ async def test_one_tenants_shard_never_answers_another_tenants_query(store: Vect
     assert [h.document_id for h in await store.search("acme", query, 10)] == ["secret"]
 
 
+async def test_a_collection_keeps_to_one_embedder(store: VectorStore) -> None:
+    # Another embedder's vectors of the same width would be compared as if alike.
+    hello = [chunk("acme", "d", 0, "hello")]
+    query = EMBEDDER.embed(["hello"])[0]
+    assert await store.create("acme", EMBEDDER.dim) is True  # provisioning: no embedder yet
+    assert await store.search("acme", query, 5, "hashing-v2-256") == []
+    await store.upsert("acme", hello, EMBEDDER.dim, "hashing-v2-256")  # the first labels it
+    assert len(await store.search("acme", query, 5, "hashing-v2-256")) == 1
+    with pytest.raises(EmbedderMismatch, match="hashing-v2-256"):
+        await store.upsert("acme", hello, EMBEDDER.dim, "hashing-v3-256")
+    with pytest.raises(EmbedderMismatch):
+        await store.search("acme", query, 5, "hashing-v3-256")
+    # Vectors written before collections were labelled are nobody's: refused.
+    await store.upsert("old", [chunk("old", "d", 0, "hello")], EMBEDDER.dim)
+    with pytest.raises(EmbedderMismatch, match="unrecorded"):
+        await store.upsert("old", [chunk("old", "d", 1, "again")], EMBEDDER.dim, "hashing-v2-256")
+    with pytest.raises(EmbedderMismatch):
+        await store.search("old", query, 5, "hashing-v2-256")
+    # Deleting the collection is the way to another embedder.
+    assert await store.drop("acme") == (True, 1)
+    await store.upsert("acme", hello, EMBEDDER.dim, "hashing-v3-256")
+    assert len(await store.search("acme", query, 5, "hashing-v3-256")) == 1
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_the_embedder_label_survives_a_restart(kind: str, tmp_path: Path) -> None:
+    first = await open_backend(kind, tmp_path / "s")
+    try:
+        await first.upsert("acme", [chunk("acme", "d", 0, "hi")], EMBEDDER.dim, "hashing-v2-256")
+    finally:
+        await first.close()
+    again = await open_backend(kind, tmp_path / "s")
+    try:
+        with pytest.raises(EmbedderMismatch):
+            await again.search("acme", EMBEDDER.embed(["hi"])[0], 5, "minilm-l6-v2")
+        assert len(await again.search("acme", EMBEDDER.embed(["hi"])[0], 5, "hashing-v2-256")) == 1
+    finally:
+        await again.close()
+
+
 @pytest.mark.parametrize("kind", BACKENDS)
 async def test_restart_reloads_every_tenant(kind: str, tmp_path: Path) -> None:
     tenants = [f"t{n}" for n in range(6)]
@@ -175,7 +222,7 @@ async def test_edge_drop_removes_the_shard_folder(tmp_path: Path) -> None:
 
 def test_edge_sweeps_half_created_and_half_dropped_shards(tmp_path: Path) -> None:
     shards = ShardSet(tmp_path)
-    shards.upsert("whole", [chunk("whole", "d", 0, "kept")], EMBEDDER.dim)
+    shards.upsert("whole", ChunkColumns.of([chunk("whole", "d", 0, "kept")]), EMBEDDER.dim)
     shards.close()
     torn = tmp_path / "tenant_torn"  # a crash between mkdir and the end of create
     (torn / "segments").mkdir(parents=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -27,10 +28,18 @@ class FakeVectorStore:
     def __init__(self) -> None:
         self.collections: dict[str, dict[str, StoredChunk]] = {}
         self.dims: dict[str, int] = {}
+        self.embedders: dict[str, str | None] = {}
 
-    async def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
+    async def upsert(
+        self,
+        tenant_id: str,
+        chunks: Sequence[StoredChunk],
+        dim: int,
+        embedder: str | None = None,
+    ) -> None:
         collection = self.collections.setdefault(tenant_id, {})
         self.dims.setdefault(tenant_id, dim)
+        self.embedders[tenant_id] = embedder
         for chunk in chunks:
             collection[chunk.chunk_id] = chunk
 
@@ -55,8 +64,13 @@ class FakeVectorStore:
         return len(doomed)
 
     async def search(
-        self, tenant_id: str, vector: npt.NDArray[np.float32], limit: int
+        self,
+        tenant_id: str,
+        vector: npt.NDArray[np.float32],
+        limit: int,
+        embedder: str | None = None,
     ) -> list[Hit]:
+        assert embedder == self.embedders.get(tenant_id, embedder)
         scored = sorted(
             self.collections.get(tenant_id, {}).values(),
             key=lambda c: float(c.vector @ vector),
@@ -98,6 +112,36 @@ async def test_ingest_then_search_finds_the_right_document() -> None:
     assert [h.document_id for h in hits] == ["wifi"]
     assert hits[0].tenant_id == "acme"
     assert store.dims["acme"] == 256
+    assert store.embedders["acme"] == EMBEDDER.name  # searches then name it too (asserted)
+
+
+async def test_a_big_ingest_is_embedded_and_written_in_groups_all_before_it_returns() -> None:
+    store = FakeVectorStore()
+    written: list[int] = []
+    upsert = store.upsert
+
+    async def counting(tenant_id: str, chunks: Sequence[StoredChunk], *args: object) -> None:
+        await asyncio.sleep(0.01)  # a store slower than the embedder
+        await upsert(tenant_id, chunks, *args)  # type: ignore[arg-type]
+        written.append(len(chunks))
+
+    store.upsert = counting  # type: ignore[method-assign]
+    docs = [Document(document_id=f"d{i}", text=f"topic {i} in brief") for i in range(300)]
+    done = await index.ingest(store, EMBEDDER, SMALL, "acme", docs)
+    assert written == [128, 128, 44] and done.chunks == 300
+    assert len(store.collections["acme"]) == 300
+
+
+async def test_a_failed_group_write_fails_the_ingest() -> None:
+    store = FakeVectorStore()
+
+    async def failing(*args: object) -> None:
+        raise RuntimeError("disk full")
+
+    store.upsert = failing  # type: ignore[method-assign]
+    docs = [Document(document_id=f"d{i}", text=f"topic {i}") for i in range(200)]
+    with pytest.raises(RuntimeError, match="disk full"):
+        await index.ingest(store, EMBEDDER, SMALL, "acme", docs)
 
 
 async def test_chunk_ids_are_deterministic_and_scoped_to_tenant_and_document() -> None:
