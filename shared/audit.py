@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from faststream.nats import NatsBroker
+from typing_extensions import Unpack
 
 from shared import subjects
 from shared.bus import publish_event
@@ -28,8 +29,26 @@ class Correlated(Protocol):
     def request_id(self) -> str: ...
 
 
+class RowFields(TypedDict, total=False):
+    """What a row may say beyond its tenant, request, event type and action."""
+
+    status: AuditStatus
+    resource_type: str
+    resource_id: str
+    error: str | None
+    actor: str
+    client_ip: str | None
+    user_agent: str | None
+    details: dict[str, DetailValue] | None
+    carried: Sequence[AuditRecorded]
+
+
 class AuditTrail:
-    """One per service; `record` publishes an AuditRecorded that audit writes to ClickHouse."""
+    """One per service; `record` publishes an AuditRecorded that audit writes to ClickHouse.
+
+    `build` makes the event without publishing it: a row a caller carries in its own
+    event (a request's trail, see AuditRecorded.carried). The `_for` forms take the
+    tenant and request from the message being handled."""
 
     def __init__(self, broker: NatsBroker, service: str) -> None:
         self._broker = broker
@@ -42,33 +61,40 @@ class AuditTrail:
         request_id: str,
         event_type: AuditEventType,
         action: str,
-        status: AuditStatus = AuditStatus.SUCCESS,
-        resource_type: str = "",
-        resource_id: str = "",
-        error: str | None = None,
-        actor: str = "",
-        client_ip: str | None = None,
-        user_agent: str | None = None,
-        details: dict[str, DetailValue] | None = None,
-        carried: Sequence[AuditRecorded] = (),
+        **fields: Unpack[RowFields],
     ) -> AuditRecorded:
-        """The event `record` would publish, not published: a row a caller carries in
-        its own event (a request's trail, see AuditRecorded.carried)."""
+        error = fields.get("error")
         return AuditRecorded(
             tenant_id=tenant_id,
             request_id=request_id,
             event_type=event_type,
             service=self._service,
             action=action,
-            status=status,
-            resource_type=resource_type,
-            resource_id=resource_id[:200],
+            status=fields.get("status", AuditStatus.SUCCESS),
+            resource_type=fields.get("resource_type", ""),
+            resource_id=fields.get("resource_id", "")[:200],
             error=error[:1_000] if error else None,
-            actor=actor or self._service,
-            client_ip=client_ip,
-            user_agent=user_agent,
-            details=details or {},
-            carried=list(carried[:MAX_CARRIED]),
+            actor=fields.get("actor") or self._service,
+            client_ip=fields.get("client_ip"),
+            user_agent=fields.get("user_agent"),
+            details=fields.get("details") or {},
+            carried=list(fields.get("carried", ())[:MAX_CARRIED]),
+        )
+
+    def build_for(
+        self,
+        msg: Correlated,
+        *,
+        event_type: AuditEventType,
+        action: str,
+        **fields: Unpack[RowFields],
+    ) -> AuditRecorded:
+        return self.build(
+            tenant_id=msg.tenant_id,
+            request_id=msg.request_id,
+            event_type=event_type,
+            action=action,
+            **fields,
         )
 
     async def record(
@@ -78,64 +104,17 @@ class AuditTrail:
         request_id: str,
         event_type: AuditEventType,
         action: str,
-        status: AuditStatus = AuditStatus.SUCCESS,
-        resource_type: str = "",
-        resource_id: str = "",
-        error: str | None = None,
-        actor: str = "",
-        client_ip: str | None = None,
-        user_agent: str | None = None,
-        details: dict[str, DetailValue] | None = None,
-        carried: Sequence[AuditRecorded] = (),
+        **fields: Unpack[RowFields],
     ) -> AuditRecorded:
         event = self.build(
             tenant_id=tenant_id,
             request_id=request_id,
             event_type=event_type,
             action=action,
-            status=status,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            error=error,
-            actor=actor,
-            client_ip=client_ip,
-            user_agent=user_agent,
-            details=details,
-            carried=carried,
+            **fields,
         )
         await self.publish(event)
         return event
-
-    async def publish(self, event: AuditRecorded) -> None:
-        """Publish an event `build` made (durably; its event_id de-duplicates retries)."""
-        await publish_event(self._broker, event, subjects.audit_event(event.tenant_id))
-
-    def build_for(
-        self,
-        msg: Correlated,
-        *,
-        event_type: AuditEventType,
-        action: str,
-        status: AuditStatus = AuditStatus.SUCCESS,
-        resource_type: str = "",
-        resource_id: str = "",
-        error: str | None = None,
-        actor: str = "",
-        details: dict[str, DetailValue] | None = None,
-    ) -> AuditRecorded:
-        """`build` for the tenant and request of `msg`, the message being handled."""
-        return self.build(
-            tenant_id=msg.tenant_id,
-            request_id=msg.request_id,
-            event_type=event_type,
-            action=action,
-            status=status,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            error=error,
-            actor=actor,
-            details=details,
-        )
 
     async def record_for(
         self,
@@ -143,24 +122,12 @@ class AuditTrail:
         *,
         event_type: AuditEventType,
         action: str,
-        status: AuditStatus = AuditStatus.SUCCESS,
-        resource_type: str = "",
-        resource_id: str = "",
-        error: str | None = None,
-        actor: str = "",
-        details: dict[str, DetailValue] | None = None,
+        **fields: Unpack[RowFields],
     ) -> AuditRecorded:
-        """`record` for the tenant and request of `msg`, the message being handled."""
-        event = self.build_for(
-            msg,
-            event_type=event_type,
-            action=action,
-            status=status,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            error=error,
-            actor=actor,
-            details=details,
-        )
+        event = self.build_for(msg, event_type=event_type, action=action, **fields)
         await self.publish(event)
         return event
+
+    async def publish(self, event: AuditRecorded) -> None:
+        """Publish an event `build` made (durably; its event_id de-duplicates retries)."""
+        await publish_event(self._broker, event, subjects.audit_event(event.tenant_id))
