@@ -17,16 +17,20 @@ NATS round trips one full request makes, counted from the code (services/gateway
 pipeline.py, handlers and the services it calls). Tenant configs come from the
 gateway's watched cache (no round trip); independent calls run side by side, so the
 critical path is shorter than the count:
-  1  client -> JetStream publish of the request, acked
+  2  client -> gateway intake -> JetStream publish of the request, acked (the gateway
+     stores it on intake.<tid>.request and hands the client JetStream's ack)
   2  authorize (+ its compare-and-set on the metering KV entry), beside
-     search (+ retrieval's data-access audit event)
-  1  scan prompt
-  2  invoke (+ llm's audit event)
-  3  settle (+ its compare-and-set + the cost event), beside scan response
-  1  the completion, beside the gateway's audit event (both acked JetStream publishes)
- = 10 round trips deep, 14 made in all, plus 2 one-way deliveries (the request to
-   the gateway's pull consumer, the completion to the client). top_k=0 skips the
-   search: still 10 deep, 12 made.
+  2  search, then the prompt scan (retrieval's data-access row comes back in the reply)
+  1  invoke (llm's row comes back in the reply)
+  3  settle (+ its compare-and-set + the cost event), beside
+  1  scan response
+  2  the completion, beside the gateway's audit event carrying the trail (both acked
+     JetStream publishes)
+ = 9 round trips deep, 13 made in all, plus 2 one-way deliveries (the request to the
+   gateway's pull consumer, the completion to the client); 6 JetStream writes (request,
+   two compare-and-sets, cost event, completion, audit event). top_k=0 skips the
+   search: still 9 deep, 12 made. Before the trail became one event, retrieval and llm
+   each published their own audit event: 15 made, 8 JetStream writes.
 """
 
 from __future__ import annotations
@@ -47,10 +51,11 @@ REPLICAS = (1, 2)
 SEQUENTIAL = {0.0: 300, 0.1: 60}
 STEP_BUDGET_S = 70.0
 HOPS = {
-    "round_trips_made_full": 14,
+    "round_trips_made_full": 13,
     "round_trips_made_top_k_0": 12,
-    "round_trips_deep": 10,
+    "round_trips_deep": 9,
     "one_way_deliveries": 2,
+    "jetstream_writes": 6,
     "counted_from": "services/gateway/pipeline.py and the handlers it calls",
 }
 
@@ -58,6 +63,11 @@ HOPS = {
 def run(results_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"cores": os.cpu_count(), "tenants": TENANTS, "hops": HOPS}
     results["floor"] = floor.measure()
+    if os.environ.get("BENCH_PIPELINE_PARTS") == "concurrency1":
+        # A quick look (~1.5 min) while working on the request path: latency and CPU per
+        # request at concurrency 1, one copy of each service, no throughput steps.
+        results["replicas_1"] = asyncio.run(_with_replicas(1, True, throughput=False))
+        return results
     for replicas in REPLICAS:
         results[f"replicas_{replicas}"] = asyncio.run(_with_replicas(replicas, replicas == 1))
     floor_p50 = results["floor"]["request_reply_ms"]["p50"]
@@ -71,7 +81,9 @@ def run(results_dir: Path) -> dict[str, Any]:
     return results
 
 
-async def _with_replicas(replicas: int, sequential: bool) -> dict[str, Any]:
+async def _with_replicas(
+    replicas: int, sequential: bool, throughput: bool = True
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with temp_dir() as tmp:
         rig = await open_rig(Path(tmp), TENANTS, replicas, DELAYS_S[0])
@@ -81,7 +93,7 @@ async def _with_replicas(replicas: int, sequential: bool) -> dict[str, Any]:
             if sequential:
                 out["concurrency1"] = await _concurrency1(rig)
             peak: dict[str, float] = {}
-            for delay in DELAYS_S:
+            for delay in DELAYS_S if throughput else ():
                 await asyncio.to_thread(rig.stub.set_delay, delay)
                 rig.top_k = 4
                 out[f"throughput_delay_{int(delay * 1000)}ms"] = await _throughput(rig, delay, peak)
