@@ -1,4 +1,4 @@
-from services.api.app import bootstrap
+from services.api.app import make_service
 from shared.service import run
 
-run(bootstrap())
+run(make_service())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from typing import Protocol
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -20,6 +21,28 @@ from shared.messages.completions import (
     CreateCompletion,
 )
 from shared.messages.tenants import ResolveTenant, TenantResolved
+
+
+# The small interfaces the routes use (services.api.handlers.Deps): the classes below are
+# the real ones, tests/unit/test_api_handlers.py has the fakes.
+class Keys(Protocol):
+    async def tenant_of(self, key: str) -> str | None: ...
+
+
+class StreamPort(Protocol):
+    finished: bool
+
+    async def next(self) -> CompletionDelta | CompletionPublished: ...
+
+    async def close(self) -> None: ...
+
+
+class GatewayPort(Protocol):
+    async def complete(self, request: CreateCompletion) -> CompletionPublished: ...
+
+    async def stream(self, request: CreateCompletion) -> StreamPort: ...
+
+    async def models(self, tenant_id: str) -> TenantResolved: ...
 
 
 class KeyLookup:

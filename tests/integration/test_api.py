@@ -20,7 +20,7 @@ import pytest_asyncio
 
 from services.access.app import make_service as access_app
 from services.access.settings import AccessSettings
-from services.api.app import bootstrap as api_app
+from services.api.app import make_service as api_app
 from services.api.settings import ApiSettings
 from services.audit.app import bootstrap as audit_app
 from services.audit.settings import AuditSettings

@@ -27,7 +27,7 @@ import pytest_asyncio
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 
-from services.api.app import bootstrap as api_app
+from services.api.app import make_service as api_app
 from services.api.settings import ApiSettings
 from services.gateway.app import make_service as gateway_app
 from services.gateway.settings import GatewaySettings
