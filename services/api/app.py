@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from faststream.nats import NatsBroker
 
-from services.api.adapters import Gateway, GatewayPort, KeyLookup, Keys
+from services.api.adapters import KeyLookup, Keys
 from services.api.handlers import HANDLERS, SERVICE, Deps, build_app
+from services.api.ports import Gateway, GatewayPort
 from services.api.server import HttpServer
 from services.api.settings import ApiSettings
 from shared.audit import AuditTrail

@@ -16,8 +16,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from services.api import formats
-from services.api.adapters import GatewayPort, Keys
+from services.api.adapters import Keys
 from services.api.errors import Api, error_response, unauthenticated
+from services.api.ports import GatewayPort
 from services.api.server import HttpServer
 from services.api.settings import ApiSettings
 from shared.apikeys import locate

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from faststream.nats import NatsBroker
 
-from services.leakage.adapters import FingerprintFeed, KvTenantFeed
 from services.leakage.canary import CanaryDetector
 from services.leakage.content import MIN_MATCHES, FingerprintIndex, ForeignContentDetector
 from services.leakage.detectors import Detector, ForeignChunkDetector, ForeignTenantDetector
 from services.leakage.directory import TenantDirectory
+from services.leakage.feeds import FingerprintFeed, KvTenantFeed
 from services.leakage.handlers import HANDLERS, SERVICE, Deps
 from services.leakage.pii import PiiDetector
 from services.leakage.scanner import Scanner

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
 
-from services.metering import lifecycle
+from services.metering import provisioning
 from services.metering.ledger import Rejected, Settled, SettleKind
 from services.metering.meter import Busy, Meter, UnknownReservation
 from services.metering.state import month_of_reservation
@@ -106,12 +106,12 @@ async def settle(msg: SettleUsage, deps: Deps) -> UsageSettled:
 
 
 async def provision(msg: ProvisionTenant, deps: Deps) -> TenantProvisioned:
-    created = await lifecycle.provision(deps.meter, msg.tenant_id, msg.limits)
+    created = await provisioning.provision(deps.meter, msg.tenant_id, msg.limits)
     return reply_ok(TenantProvisioned, msg, created=created)
 
 
 async def deprovision(msg: DeprovisionTenant, deps: Deps) -> TenantDeprovisioned:
-    removed = await lifecycle.deprovision(deps.meter, msg.tenant_id)
+    removed = await provisioning.deprovision(deps.meter, msg.tenant_id)
     await deps.trail.record_for(
         msg,
         event_type=AuditEventType.DELETION,
