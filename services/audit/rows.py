@@ -79,9 +79,13 @@ def to_millis(value: datetime) -> datetime:
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 
+# Sorted keys: the same details always store as the same text (diffable, groupable).
+# One encoder for every row: json.dumps with options builds a new one per call.
+_DETAILS = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def details_json(details: dict[str, Any]) -> str:
-    # Sorted keys: the same details always store as the same text (diffable, groupable).
-    return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _DETAILS.encode(details)
 
 
 def audit_row(event: AuditRecorded, retention_days: int) -> Row:
