@@ -3,11 +3,14 @@ taken from the pydantic models themselves.
 
     python -m shared.asyncapi [OUT.json]      # or: make asyncapi (writes asyncapi.json)
 
-Request/reply subjects are not listed by hand: each service is bootstrapped (nothing
-is connected) and its subscribers are read, with the request and reply models the
-`rpc` decorator registered for them. Subjects without an `rpc` handler (the tenants'
-own subjects, JetStream events, health) are in CATALOGUE below; a subject in neither is
-listed as UNDOCUMENTED, and a test fails until CATALOGUE describes it.
+Subscribed subjects are not listed by hand: each service is built (nothing is
+connected) and its subscribers are read, with the models its handler table declared for
+them (shared.payloads.declare_payload: the request and reply of an rpc verb, the one
+message of any other subscriber; the same declaration gives FastStream's own generated
+schema the real payloads). CATALOGUE below describes the rest (the tenants' own
+subjects, JetStream events, health) and overrides a discovered subject's entry; a
+subscribed subject with no declared model and no CATALOGUE entry is listed as
+UNDOCUMENTED, and a test fails until one of them describes it.
 """
 
 from __future__ import annotations
@@ -209,14 +212,15 @@ def health_channel(service: str) -> Channel:
     )
 
 
-def _rpc_models(subscriber: Any) -> tuple[type[BaseModel], type[BaseModel]] | None:
-    """The request and reply models shared.handlers registered for this rpc handler."""
+def declared_models(subscriber: Any) -> tuple[type[BaseModel], ...]:
+    """What shared.payloads.declare_payload recorded on this subscriber's handler: the
+    request and reply models of an rpc verb, the one model of any other subscriber."""
     for call in getattr(subscriber, "calls", []):
         fn = getattr(call.handler, "_original_call", call.handler)
         models: tuple[type[BaseModel], ...] = getattr(fn, "tenantry_models", ())
-        if len(models) == 2:
-            return models[0], models[1]
-    return None
+        if models:
+            return models
+    return ()
 
 
 def subscribed(services: tuple[str, ...]) -> dict[str, list[tuple[str, Any]]]:
@@ -241,8 +245,8 @@ def channels(services: tuple[str, ...]) -> list[Channel]:
         if pattern in listed:
             continue
         for service, subscriber in users:
-            models = _rpc_models(subscriber)
-            if models is None:
+            models = declared_models(subscriber)
+            if not models:
                 # Listed, so the document still names every subject; the test fails on it
                 # until CATALOGUE says what travels there.
                 result.append(
@@ -252,6 +256,19 @@ def channels(services: tuple[str, ...]) -> list[Channel]:
                         "shared.asyncapi.CATALOGUE with its message models.",
                         operations=[(f"{service}.{_key(pattern)}", "receive", service)],
                         raw=True,
+                    )
+                )
+                continue
+            if len(models) == 1:
+                # A subscriber that answers for itself (an event, a stream): its model's
+                # own summary says what it is.
+                summary = (models[0].__doc__ or models[0].__name__).strip().split("\n")[0]
+                result.append(
+                    Channel(
+                        pattern,
+                        f"{service}: {summary}",
+                        [models[0]],
+                        operations=[(f"{service}.{_key(pattern)}", "receive", service)],
                     )
                 )
                 continue

@@ -21,6 +21,7 @@ from shared.intake import Refusal, admit, reply_ok
 from shared.logging import bound, get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import Envelope, ErrorCode, ErrorInfo, Reply
+from shared.payloads import declare_payload
 from shared.replies import publish_reply, refuse_reply, reply_allowed
 from shared.tenancy import describe_raw
 
@@ -98,8 +99,7 @@ def _rpc_subscriber(
         if raw.reply:
             await publish_reply(raw, reply.model_dump_json().encode())
 
-    # What travels here, for the AsyncAPI document (the handler takes raw bytes).
-    handler.tenantry_models = (request_type, reply_type)  # type: ignore[attr-defined]
+    declare_payload(handler, request_type, reply_type)
     # no_reply: the answer is published above, and only on a platform inbox (see
     # shared.replies): the reply subject is the sender's choice, not a permission.
     router.subscriber(
@@ -107,6 +107,7 @@ def _rpc_subscriber(
         queue=service,
         max_workers=entry.max_workers,
         no_reply=True,
+        description=f"{action}: {request_type.__name__}, answered with {reply_type.__name__}.",
     )(handler)
 
 
@@ -116,7 +117,7 @@ def _raw_subscriber(router: NatsRouter, sub: Subscriber[D], deps: Callable[[], D
     async def handler(msg: NatsMessage) -> None:
         await handle(msg, deps())
 
-    handler.tenantry_models = (sub.payload,) if sub.payload else ()  # type: ignore[attr-defined]
+    declare_payload(handler, sub.payload)
     router.subscriber(sub.subject, queue=sub.queue, max_workers=sub.max_workers, no_reply=True)(
         handler
     )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from faststream.nats import NatsMessage, NatsRouter
 from nats.aio.msg import Msg
@@ -28,6 +29,7 @@ from shared.audit import AuditTrail
 from shared.logging import get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import ErrorCode, ErrorInfo, new_id
+from shared.payloads import declare_payload
 from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
 
 log = get_logger("tenantry.replies")
@@ -116,6 +118,7 @@ class Door:
     max_body_bytes: int
     refusal: Refusal
     tenant_position: int = 1
+    payload: type[Any] | None = None  # what travels here, for the AsyncAPI documents
 
 
 def tenant_door(router: NatsRouter, door: Door) -> Callable[[Handler], Handler]:
@@ -155,11 +158,7 @@ def _subscribe(
 ) -> None:
     trail, action, refusal = door.trail, door.action, door.refusal
     max_body_bytes = door.max_body_bytes
-    # no_reply: FastStream would publish the return value to whatever reply subject
-    # came in; answers go out below, only after the check.
-    @router.subscriber(
-        door.subject, queue=door.queue, max_workers=door.max_workers, no_reply=True
-    )
+
     async def handler(msg: NatsMessage) -> None:
         raw = msg.raw_message
         token = subjects.tenant_from_subject(raw.subject, door.tenant_position)
@@ -191,3 +190,10 @@ def _subscribe(
                 )
                 answer = await refusal(token, headers, raw.data, info)
         await send(answer)
+
+    declare_payload(handler, door.payload)
+    # no_reply: FastStream would publish the return value to whatever reply subject
+    # came in; answers go out above, only after the check.
+    router.subscriber(door.subject, queue=door.queue, max_workers=door.max_workers, no_reply=True)(
+        handler
+    )

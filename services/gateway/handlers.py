@@ -28,6 +28,7 @@ from shared.messages.audit import AuditEventType
 from shared.messages.base import ErrorCode, ErrorInfo
 from shared.messages.completions import CancelCompletion, CompletionPublished, CreateCompletion
 from shared.messages.retrieval import DocumentsIngested, IngestDocuments
+from shared.payloads import declare_payload
 from shared.replies import Door, Refusal, Send, tenant_door, tenant_stream_door
 from shared.service import Handlers, Subscriber
 from shared.tenancy import describe_raw
@@ -209,7 +210,9 @@ def _register_door(
         return await door.refuse(raw_tenant, headers, body, info, deps())
 
     refusal: Refusal = refuse
-    spec = Door(door.subject, trail, door.action, SERVICE, workers, most, refusal)
+    spec = Door(
+        door.subject, trail, door.action, SERVICE, workers, most, refusal, payload=door.payload
+    )
     if isinstance(door, StreamDoor):
         streamed_handle = door.handle
 
@@ -234,7 +237,7 @@ def _register_pull_consumer(
     async def pulled(msg: NatsMessage) -> None:
         await work_request(msg, deps())
 
-    pulled.tenantry_models = (CreateCompletion,)  # type: ignore[attr-defined]
+    declare_payload(pulled, CreateCompletion)
     router.subscriber(
         subjects.ALL_QUEUED_REQUESTS,
         stream=stream(subjects.REQUESTS_STREAM),

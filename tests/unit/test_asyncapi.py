@@ -158,3 +158,59 @@ def test_valid_by_the_asyncapi_3_schema(doc: dict[str, Any]) -> None:
     broken["operations"]["llm.invoke"]["action"] = "call"
     broken["channels"]["svc-llm-invoke"]["adress"] = "x"
     assert len(list(validator.iter_errors(broken))) >= 2
+
+
+# Subscribers whose messages are not Tenantry models: nats-server's own advisory JSON.
+NOT_OURS = {subjects.MAX_DELIVERIES_ADVISORY}
+
+
+def test_every_subscriber_declares_its_payload_and_the_document_carries_it(
+    doc: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path))
+    by_pattern = {patterns({"channels": {"c": c}})[0]: c for c in doc["channels"].values()}
+    schemas = doc["components"]["schemas"]
+    checked = 0
+    for pattern, users in asyncapi.subscribed(SERVICES).items():
+        if pattern in NOT_OURS:
+            continue
+        channel = by_pattern[pattern]
+        assert "x-tenantry-payload" not in channel, f"{pattern}: documented as raw bytes"
+        for service, subscriber in users:
+            declared = asyncapi.declared_models(subscriber)
+            assert declared, f"{service} {pattern}: no payload declared (declare_payload)"
+            for model in declared:
+                in_channel = {n.removesuffix("Reply") for n in channel["messages"]}
+                assert model.__name__ in in_channel, (pattern, model.__name__, in_channel)
+                assert schemas[model.__name__]["properties"], model.__name__
+            checked += 1
+    assert checked > 40
+
+
+def test_faststreams_own_schema_shows_every_payload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FastStream's generated AsyncAPI (what `faststream docs` and AsgiFastStream serve)
+    reads each handler's signature: declare_payload annotates it with the model, though
+    the handler still takes the raw message."""
+    import importlib
+
+    from faststream.specification import AsyncAPI
+
+    monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path))
+    checked = 0
+    for name in SERVICES:
+        app = importlib.import_module(f"services.{name}.app")
+        service = app.make_service() if hasattr(app, "make_service") else app.bootstrap()
+        spec = json.loads(
+            AsyncAPI(service.broker, schema_version="3.0.0").to_specification().to_json()
+        )
+        schemas = spec["components"].get("schemas", {})
+        for key, message in spec["components"]["messages"].items():
+            if any(key.startswith(p) for p in NOT_OURS):
+                continue
+            ref = message["payload"].get("$ref", "")
+            model = ref.rsplit("/", 1)[-1]
+            assert model != "EmptyPayload" and schemas[model].get("properties"), (name, key)
+            checked += 1
+    assert checked > 40
