@@ -96,7 +96,7 @@ async def _run() -> dict[str, Any]:
             for size in SIZES:
                 while stored < size and time.monotonic() < deadline:
                     step = min(BULK, size - stored)
-                    upsert_s += await _bulk(store, one, pool, vectors, stored, step)
+                    upsert_s += await _bulk(store, embedder, one, pool, vectors, stored, step)
                     stored += step
                 results[f"one_tenant_{stored // 1000}k"] = {
                     "chunks": stored,
@@ -109,7 +109,7 @@ async def _run() -> dict[str, Any]:
             await store.drop(one)
             tids = [f"bench-t{t:03d}" for t in range(TENANTS)]
             for t, tid in enumerate(tids):
-                await _bulk(store, tid, pool, vectors, t * PER_TENANT, PER_TENANT)
+                await _bulk(store, embedder, tid, pool, vectors, t * PER_TENANT, PER_TENANT)
             results[f"{TENANTS}_tenants_x_{PER_TENANT}"] = {
                 "chunks": TENANTS * PER_TENANT,
                 "search_ms": await _search(store, embedder, tids, pool, rng, PER_TENANT),
@@ -121,6 +121,7 @@ async def _run() -> dict[str, Any]:
 
 async def _bulk(
     store: QdrantStore,
+    embedder: HashingEmbedder,
     tid: str,
     pool: list[str],
     vectors: Any,
@@ -141,7 +142,7 @@ async def _bulk(
         for n in range(first, first + count)
     ]
     started = time.perf_counter()
-    await store.upsert(tid, chunks, int(vectors.shape[1]))
+    await store.upsert(tid, chunks, embedder.dim, embedder.name)
     return time.perf_counter() - started
 
 

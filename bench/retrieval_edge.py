@@ -48,7 +48,7 @@ from services.retrieval.chunking import ChunkingConfig
 from services.retrieval.edge import EdgeStore
 from services.retrieval.embedding import Embedder
 from services.retrieval.settings import RetrievalSettings
-from services.retrieval.shards import INDEX_AFTER_UNINDEXED
+from services.retrieval.shards import INDEX_AFTER_UNINDEXED, ShardStats
 from shared.messages.retrieval import Document
 
 SIZES = (1_000, 10_000, 100_000)
@@ -89,9 +89,7 @@ async def _run(part: str = "both", size: int = SIZES[-1], tenants: int = TENANTS
     return results
 
 
-async def _one_tenant(
-    embedder: Embedder, chunking: ChunkingConfig, largest: int
-) -> dict[str, Any]:
+async def _one_tenant(embedder: Embedder, chunking: ChunkingConfig, largest: int) -> dict[str, Any]:
     rng = random.Random(11)
     out: dict[str, Any] = {}
     tid = "bench-one"
@@ -150,9 +148,11 @@ class _TimedStore:
         self.store = store
         self.seconds = 0.0
 
-    async def upsert(self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int) -> None:
+    async def upsert(
+        self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int, embedder: str | None = None
+    ) -> None:
         started = time.perf_counter()
-        await self.store.upsert(tenant_id, chunks, dim)
+        await self.store.upsert(tenant_id, chunks, dim, embedder)
         self.seconds += time.perf_counter() - started
 
     async def existing(self, tenant_id: str, chunk_ids: Sequence[str]) -> set[str]:
@@ -207,7 +207,7 @@ async def _many_tenants(embedder: Embedder, tenants: int) -> dict[str, Any]:
             empty = _worker(store, root)
             started = time.perf_counter()
             for n, tid in enumerate(tids):
-                await _fill(store, tid, pool, vectors, n)
+                await _fill(store, tid, pool, vectors, n, embedder.name)
             out["create_and_fill_ms_per_tenant"] = round(
                 (time.perf_counter() - started) * 1000 / tenants, 1
             )
@@ -228,8 +228,10 @@ async def _many_tenants(embedder: Embedder, tenants: int) -> dict[str, Any]:
         out["worker_start_s"] = round(time.perf_counter() - started, 2)
         try:
             texts = {tid: pool[(n * PER_TENANT) % len(pool)] for n, tid in enumerate(tids)}
-            hot = tids[:MAX_OPEN // 2]
+            hot = tids[: MAX_OPEN // 2]
+            before = await store.stats()
             out["search_ms_cold_tenant"] = await _search_each(store, embedder, tids[-200:], texts)
+            out["cold_opens"] = _open_close_costs(before, await store.stats())
             # The hot set: opened once (their first search is a cold one), then measured.
             await _search_each(store, embedder, hot, texts)
             await _settle(store, MAX_OPEN)
@@ -242,7 +244,21 @@ async def _many_tenants(embedder: Embedder, tenants: int) -> dict[str, Any]:
     return out
 
 
-async def _fill(store: EdgeStore, tid: str, pool: list[str], vectors: Any, n: int) -> None:
+def _open_close_costs(before: ShardStats, after: ShardStats) -> dict[str, float]:
+    """What the worker spent opening and closing shards between two stats."""
+    opened, closed = after.opened - before.opened, after.closed - before.closed
+    return {
+        "opened": opened,
+        "load_ms_mean": round((after.load_s - before.load_s) * 1000 / max(opened, 1), 1),
+        "closed": closed,
+        "closed_inline": after.closed_inline - before.closed_inline,
+        "close_ms_mean": round((after.close_s - before.close_s) * 1000 / max(closed, 1), 1),
+    }
+
+
+async def _fill(
+    store: EdgeStore, tid: str, pool: list[str], vectors: Any, n: int, embedder: str
+) -> None:
     chunks = [
         StoredChunk(
             index.chunk_id(tid, f"d{i}", 0),
@@ -254,7 +270,7 @@ async def _fill(store: EdgeStore, tid: str, pool: list[str], vectors: Any, n: in
         )
         for i in range(PER_TENANT)
     ]
-    await store.upsert(tid, chunks, int(vectors.shape[1]))
+    await store.upsert(tid, chunks, int(vectors.shape[1]), embedder)
 
 
 async def _settle(store: EdgeStore, max_open: int) -> None:
@@ -326,7 +342,5 @@ if __name__ == "__main__":
     number = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     if part == "many" and len(sys.argv) > 3:
         MAX_OPEN = int(sys.argv[3])
-    result = asyncio.run(
-        _run(part, size=number or SIZES[-1], tenants=number or TENANTS)
-    )
+    result = asyncio.run(_run(part, size=number or SIZES[-1], tenants=number or TENANTS))
     sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -69,7 +69,7 @@ class StoreError(RuntimeError):
 
 class EdgeStore:
     def __init__(
-        self, root: Path, *, max_open: int = 64, hnsw_m: int = 16, ef_construct: int = 100
+        self, root: Path, *, max_open: int = 256, hnsw_m: int = 16, ef_construct: int = 100
     ) -> None:
         self.root = root
         self._args = [
@@ -265,13 +265,14 @@ def serve(conn: Connection, shards: ShardSet) -> None:
             conn.send(("err", type(exc).__name__, str(exc)))
         else:
             conn.send(("ok", result))
+        shards.close_beyond_hard_limit()  # after the reply, not in the request's time
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.retrieval.edge")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--root", type=Path, required=True)
-    parser.add_argument("--max-open", type=int, default=64)
+    parser.add_argument("--max-open", type=int, default=256)
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--ef-construct", type=int, default=100)
     args = parser.parse_args(argv)

@@ -28,10 +28,11 @@ class RetrievalSettings(CanarySettings):
         description="Embedded folder; defaults to <data_dir>/qdrant-edge (edge) "
         "or <data_dir>/qdrant (local).",
     )
-    # Measured: an idle open shard costs a thread, a file and ~0.2 MB of heap, but once
-    # loaded from disk it maps its two 32 MiB WAL files (~66 MB of page cache each).
+    # Measured: an idle open shard costs a thread, a file and ~0.2 MB of heap, and once
+    # loaded from disk ~12 MB of page cache (its segments' mapped files; 43 MB before the
+    # original vectors were left cold in their mmap): 256 open ~ 3 GB, what 64 cost then.
     edge_max_open_shards: int = Field(
-        default=64,
+        default=256,
         ge=1,
         le=100_000,
         description="Edge: tenant shards kept open; the least recently used idle ones "
