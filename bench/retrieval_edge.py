@@ -21,6 +21,8 @@ Queries are 8-word slices of stored chunks.
   how long until every point but the last <2 000 (searched brute force, by design) is
   in the graph, and searches issued meanwhile wait for the build (`search_ms_while_
   indexing`). Search figures are then taken on the built index.
+* top1_exact_share: of 200 queries, how many get the exact best chunk (a numpy scan of
+  every vector) as their first hit through the index: the price of the HNSW walk.
 * memory: the worker's RssAnon (its own heap) and RssFile (mapped shard files: page
   cache the kernel can drop), open files, threads; and the shard folder on disk.
 """
@@ -37,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 from bench.loadgen import percentiles
@@ -57,6 +60,7 @@ IN_FLIGHT = int(os.environ.get("BENCH_INGEST_IN_FLIGHT", "2"))
 TOP_K = 4
 INDEX_WAIT_LIMIT_S = 600.0
 SEARCHES = 300
+EXACT_CHECKS = 200
 TENANTS = 1_000
 PER_TENANT = 20
 MAX_OPEN = 64
@@ -134,6 +138,7 @@ async def _one_tenant(embedder: Embedder, chunking: ChunkingConfig, largest: int
                 }
                 step.update(await _wait_for_index(store, embedder, tid, texts, rng))
                 step["search_ms"] = await _search(store, embedder, [tid], texts, rng, SEARCHES)
+                step["top1_exact_share"] = await _top1_exact_share(store, embedder, tid, texts, rng)
                 step.update(_worker(store, Path(tmp)))
                 out[f"{size // 1000}k"] = step
         finally:
@@ -190,6 +195,23 @@ async def _wait_for_index(
         "indexed_points": indexed,
         "search_ms_while_indexing": percentiles(stalled) if stalled else None,
     }
+
+
+async def _top1_exact_share(
+    store: EdgeStore, embedder: Embedder, tid: str, texts: list[str], rng: random.Random
+) -> float:
+    """Share of queries whose first hit through the index is the exact best chunk (a
+    numpy scan over every chunk's vector): how much the HNSW walk's speed costs."""
+    vectors = embedder.embed(texts)  # what the shard holds, in ingest order
+    agree = 0
+    for _ in range(EXACT_CHECKS):
+        words = rng.choice(texts).split()
+        start = rng.randrange(max(1, len(words) - 8))
+        query = embedder.embed([" ".join(words[start : start + 8])])[0]
+        best = int(np.argmax(vectors @ query))
+        hits = await store.search(tid, query, TOP_K, embedder.name)
+        agree += bool(hits) and hits[0].document_id == f"d{best}"
+    return round(agree / EXACT_CHECKS, 3)
 
 
 async def _many_tenants(embedder: Embedder, tenants: int) -> dict[str, Any]:

@@ -11,8 +11,8 @@ for its whole 12 s), so it runs in a worker process of its own (see edge.py), ne
 the service's event loop.
 
 * Shards open lazily and the least recently used ones are closed above `max_open`,
-  so thousands of tenants do not hold thousands of open shards (each open shard maps
-  its two 32 MiB WAL files and keeps a search thread).
+  so thousands of tenants do not hold thousands of open shards (each open shard keeps a
+  search thread, a file and ~12 MB of mapped segment files).
 * `create` marks the folder until the shard is complete, and `drop` renames the folder
   away before deleting it: a crash half-way leaves either a whole shard or none, never
   a torn one. Leftovers are swept on open.
