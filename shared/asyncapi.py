@@ -228,8 +228,7 @@ def subscribed(services: tuple[str, ...]) -> dict[str, list[tuple[str, Any]]]:
     found: dict[str, list[tuple[str, Any]]] = {}
     for name in services:
         app = importlib.import_module(f"services.{name}.app")
-        # make_service: a service in the composed shape; bootstrap: one not moved yet.
-        service = app.make_service() if hasattr(app, "make_service") else app.bootstrap()
+        service = app.make_service()
         for subscriber in service.broker.subscribers:
             subject = subscriber.subject
             # FastStream keeps the declared subject on an Address object.

@@ -123,35 +123,6 @@ def _raw_subscriber(router: NatsRouter, sub: Subscriber[D], deps: Callable[[], D
     )
 
 
-def rpc(
-    router: NatsRouter,
-    service: str,
-    verb: str,
-    request_type: type[Q],
-    reply_type: type[P],
-    trail: AuditTrail,
-    max_workers: int = 64,
-) -> Callable[[Callable[[Q], Awaitable[P]]], Callable[[Q], Awaitable[P]]]:
-    """Register `fn` as the queue-group request/reply handler of svc.<service>.<verb>.*
-    (the decorator form of an Rpc entry, for a router built around a closure)."""
-
-    @dataclass(frozen=True)
-    class _Trail:
-        trail: AuditTrail
-
-    holder = _Trail(trail)
-
-    def decorate(fn: Callable[[Q], Awaitable[P]]) -> Callable[[Q], Awaitable[P]]:
-        async def handle(request: Q, _: _Trail) -> P:
-            return await fn(request)
-
-        entry = Rpc(verb, request_type, reply_type, handle, max_workers)
-        _rpc_subscriber(router, service, entry, lambda: holder)
-        return fn
-
-    return decorate
-
-
 async def _serve(
     subject: str,
     body: bytes,

@@ -7,7 +7,7 @@ import gc
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import uvloop
 from faststream.nats import NatsBroker, NatsMessage
@@ -15,12 +15,14 @@ from faststream.nats import NatsBroker, NatsMessage
 from shared import subjects
 from shared.bus import ensure_topology
 from shared.grants import GRANTS
-from shared.handlers import Handlers, HasTrail, Rpc, Subscriber, rpc
+from shared.handlers import Handlers, HasTrail, Rpc, Subscriber
 from shared.intake import reply_ok, summarise_validation
 from shared.logging import configure_logging, get_logger
-from shared.messages.base import Envelope, ErrorInfo, Reply
 from shared.natscompat import patch_pull_fetch_timeouts
 from shared.settings import TenantrySettings
+
+if TYPE_CHECKING:
+    from shared.metrics import ServiceMetrics
 
 __all__ = [
     "Handlers",
@@ -28,15 +30,11 @@ __all__ = [
     "Service",
     "Subscriber",
     "compose",
-    "error_reply",
     "reply_ok",
-    "rpc",
     "run",
     "summarise_validation",
 ]
 
-Q = TypeVar("Q", bound=Envelope)
-P = TypeVar("P", bound=Reply)
 D = TypeVar("D", bound=HasTrail)
 Hook = Callable[[], Awaitable[None]]
 
@@ -57,6 +55,9 @@ class Service:
     on_drained: list[Hook] = field(default_factory=list)
     # The Deps a composed service's bootstrap built, once started (tests look inside).
     deps: object = None
+    # The process's /metrics, set by shared.health before start (None when it serves
+    # none): for work the FastStream middleware does not see (audit's batch consumers).
+    metrics: ServiceMetrics | None = None
 
     async def start(self) -> None:
         patch_pull_fetch_timeouts()  # without it, pulled messages can arrive 30 s late
@@ -125,12 +126,6 @@ def run(service: Service) -> None:
     # and ~14 NATS round trips, so loop overhead is paid many times over (bench: CPU
     # per request and added latency, bench/pipeline.py).
     uvloop.run(main())
-
-
-def error_reply(reply_type: type[P], tenant_id: str, request_id: str, info: ErrorInfo) -> P:
-    """The older spelling, kept for the gateway and audit until they move to
-    shared.intake.error_reply(reply_type, about, error), which every other service uses."""
-    return reply_type(tenant_id=tenant_id, request_id=request_id, error=info)
 
 
 @runtime_checkable

@@ -1,25 +1,46 @@
-"""audit's bootstrap: settings, broker, writer lease, ClickHouse store (schema applied at
-start), router."""
+"""audit's composition root: the writer lease, the KV head anchors, the ClickHouse store
+(schema applied at open), the writer and the batch consumers."""
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
+from nats.js.client import JetStreamContext
 
 from services.audit.adapters import AuditStore, ClickHouseStore
 from services.audit.anchors import KvHeadAnchors
 from services.audit.consumer import BatchConsumer
-from services.audit.deps import SERVICE, Deps
-from services.audit.handlers import batch_consumers, build_router, configure_consumers
+from services.audit.handlers import (
+    AUDIT_CONSUMER,
+    BATCH_CONSUMERS,
+    COST_CONSUMER,
+    HANDLERS,
+    SERVICE,
+    Deps,
+    consumer_config,
+    store_audit,
+    store_cost,
+)
+from services.audit.ingest import ParsedBatch, parse_batch
 from services.audit.lease import WriterLease
 from services.audit.retention import RetentionPolicy, kv_tier_lookup
 from services.audit.rows import COST_TABLE
 from services.audit.settings import AuditSettings
 from services.audit.writer import AuditWriter
+from shared import subjects
 from shared.audit import AuditTrail
-from shared.bus import TENANTS_BUCKET, make_broker
-from shared.service import Service
+from shared.bus import TENANTS_BUCKET, make_broker, pull_inbox
+from shared.messages.audit import AuditRecorded
+from shared.messages.metering import CostRecorded
+from shared.service import Service, compose
+
+if TYPE_CHECKING:
+    from shared.metrics import ServiceMetrics
 
 
 def _stop_process() -> None:
@@ -28,7 +49,98 @@ def _stop_process() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def bootstrap(
+async def configure_consumers(js: JetStreamContext, settings: AuditSettings) -> None:
+    """Create the batch consumers, or update ones made by an earlier start: nats-py's
+    pull_subscribe binds to an existing durable as it is, so a larger batch_size (or a
+    new ack_wait) would otherwise never reach a consumer created before it. Run before
+    the consumers start."""
+    for durable, subject in BATCH_CONSUMERS.items():
+        config = replace(
+            consumer_config(settings), name=durable, durable_name=durable, filter_subject=subject
+        )
+        await js.add_consumer(subjects.EVENTS_STREAM, config=config)
+
+
+def batch_consumers(deps: Deps) -> list[BatchConsumer[Any]]:
+    """The ingest consumers, on the broker's connection (start them once it is up)."""
+
+    # Parsing runs in the consumer's pull task, so it overlaps the previous batch's insert.
+    def parse_audit(batch: list[Msg]) -> ParsedBatch[Msg, AuditRecorded]:
+        return parse_batch(batch, AuditRecorded)
+
+    async def write_audit(batch: list[Msg], parsed: ParsedBatch[Msg, AuditRecorded]) -> None:
+        await store_audit(batch, parsed, deps)
+
+    def parse_cost(batch: list[Msg]) -> ParsedBatch[Msg, CostRecorded]:
+        return parse_batch(batch, CostRecorded)
+
+    async def write_cost(batch: list[Msg], parsed: ParsedBatch[Msg, CostRecorded]) -> None:
+        await store_cost(batch, parsed, deps)
+
+    def consumer(durable: str, prepare: Any, handle: Any) -> BatchConsumer[Any]:
+        return BatchConsumer(
+            deps.broker.connection,
+            stream=subjects.EVENTS_STREAM,
+            durable=durable,
+            inbox_prefix=pull_inbox(SERVICE).decode(),
+            batch_size=deps.settings.batch_size,
+            timeout_s=deps.settings.batch_timeout_s,
+            prepare=prepare,
+            handle=handle,
+        )
+
+    return [
+        consumer(AUDIT_CONSUMER, parse_audit, write_audit),
+        consumer(COST_CONSUMER, parse_cost, write_cost),
+    ]
+
+
+async def bootstrap(
+    settings: AuditSettings,
+    broker: NatsBroker,
+    *,
+    store: AuditStore | None = None,
+    single_writer_lease: bool = True,
+    metrics: ServiceMetrics | None = None,
+) -> Deps:
+    """On a connected broker: take the writer lease (a standby waits here, before opening
+    the store), open the store unless one is given, start the batch consumers, and return
+    audit's Deps (which stop the consumers and release the lease when drained, and close
+    a store they opened)."""
+    js = broker.connection.jetstream()
+    retention = RetentionPolicy(settings.audit_retention_days, settings.audit_retention_by_tier)
+    retention.use_lookup(kv_tier_lookup(await js.key_value(TENANTS_BUCKET)))
+    anchors = await KvHeadAnchors.open(js)
+    lease = None
+    if single_writer_lease:
+        lease = await WriterLease.open(js, settings.writer_lease_s, _stop_process)
+        await lease.acquire()  # a standby waits here, before opening anything
+    await configure_consumers(js, settings)
+    owns_store = store is None
+    if store is None:
+        # Only cost_events' TTL is table-wide; audit rows carry their own retention.
+        retention_days = {COST_TABLE: settings.cost_retention_days}
+        store = await ClickHouseStore.open(settings.dsn(), settings.schema_dir, retention_days)
+    deps = Deps(
+        store=store,
+        writer=AuditWriter(store, retention, anchors),
+        trail=AuditTrail(broker, SERVICE),
+        broker=broker,
+        settings=settings,
+        lease=lease,
+        anchors=anchors,
+        owns_store=owns_store,
+        metrics=metrics,
+    )
+    # Started last, on the connection made at start: nothing is written before the
+    # store and the lease are in place. The consumers hold the Deps built just above.
+    deps = replace(deps, consumers=tuple(batch_consumers(deps)))
+    for consumer in deps.consumers:
+        await consumer.start()
+    return deps
+
+
+def make_service(
     settings: AuditSettings | None = None,
     *,
     store: AuditStore | None = None,
@@ -36,66 +148,17 @@ def bootstrap(
 ) -> Service:
     settings = settings or AuditSettings()
     broker = make_broker(settings, SERVICE)
-    retention = RetentionPolicy(settings.audit_retention_days, settings.audit_retention_by_tier)
-    deps = Deps(
-        # Opened in on_start, before any subscriber runs.
-        store=store,  # type: ignore[arg-type]
-        writer=AuditWriter(store, retention) if store else None,  # type: ignore[arg-type]
-        lease=None,
-        anchors=None,
-        trail=AuditTrail(broker, SERVICE),
-        broker=broker,
-        settings=settings,
-    )
-    service = Service(SERVICE, settings, broker)
-    owns_store = store is None
 
-    async def take_lease() -> None:
-        js = broker.connection.jetstream()
-        retention.use_lookup(kv_tier_lookup(await js.key_value(TENANTS_BUCKET)))
-        deps.anchors = await KvHeadAnchors.open(js)
-        if deps.writer is not None:
-            deps.writer = AuditWriter(deps.store, retention, deps.anchors)
-        if single_writer_lease:
-            deps.lease = await WriterLease.open(js, settings.writer_lease_s, _stop_process)
-            await deps.lease.acquire()  # a standby waits here, before opening anything
-        await configure_consumers(js, settings)
+    async def start() -> Deps:
+        # service.metrics is set by shared.health before the service starts (or not
+        # at all when it serves no /metrics).
+        return await bootstrap(
+            settings,
+            broker,
+            store=store,
+            single_writer_lease=single_writer_lease,
+            metrics=service.metrics,
+        )
 
-    async def open_store() -> None:
-        if deps.store is None:
-            # Only cost_events' TTL is table-wide; audit rows carry their own retention.
-            retention_days = {COST_TABLE: settings.cost_retention_days}
-            deps.store = await ClickHouseStore.open(
-                settings.dsn(), settings.schema_dir, retention_days
-            )
-            deps.writer = AuditWriter(deps.store, retention, deps.anchors)
-
-    async def close_store() -> None:
-        # chDB allows one engine per process: close it so the process (or a test) can
-        # open it again, here or at another path.
-        if owns_store and deps.store is not None:
-            await deps.store.close()
-            deps.store = None  # type: ignore[assignment]
-
-    async def release_lease() -> None:
-        if deps.lease is not None:
-            await deps.lease.release()
-
-    consumers: list[BatchConsumer[Any]] = []
-
-    async def start_consumers() -> None:
-        consumers.extend(batch_consumers(deps))  # on the connection made at start
-        for consumer in consumers:
-            await consumer.start()
-
-    async def stop_consumers() -> None:
-        # Before the lease goes: the batches in hand are written and acked first.
-        for consumer in consumers:
-            await consumer.stop()
-
-    service.on_start += [take_lease, open_store, start_consumers]
-    # Stop order is reversed: close the store, then hand the lease over.
-    service.on_drained += [stop_consumers, release_lease]  # need the bus: before it closes
-    service.on_stop.append(close_store)
-    broker.include_router(build_router(deps))
+    service = compose(SERVICE, settings, broker, HANDLERS, start)
     return service

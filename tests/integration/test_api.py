@@ -22,7 +22,7 @@ from services.access.app import make_service as access_app
 from services.access.settings import AccessSettings
 from services.api.app import make_service as api_app
 from services.api.settings import ApiSettings
-from services.audit.app import bootstrap as audit_app
+from services.audit.app import make_service as audit_app
 from services.audit.settings import AuditSettings
 from services.gateway.app import make_service as gateway_app
 from services.gateway.settings import GatewaySettings

@@ -22,7 +22,7 @@ from faststream.nats import NatsBroker
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.audit import deadletter
-from services.audit.app import bootstrap
+from services.audit.app import make_service
 from services.audit.handlers import AUDIT_CONSUMER, COST_CONSUMER
 from services.audit.settings import AuditSettings
 from shared import subjects
@@ -52,7 +52,9 @@ def audit_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_asyncio.fixture(scope="module")
 async def audit(nats_url: str, audit_dir: Path) -> AsyncIterator[Service]:
-    service = bootstrap(AuditSettings(nats_url=nats_url, data_dir=audit_dir, batch_timeout_s=0.2))
+    service = make_service(
+        AuditSettings(nats_url=nats_url, data_dir=audit_dir, batch_timeout_s=0.2)
+    )
     await service.start()
     yield service
     await service.stop()

@@ -22,7 +22,7 @@ from clickhouse_connect.driver.client import Client
 from faststream.nats import NatsBroker
 
 from services.audit.adapters import ClickHouseStore
-from services.audit.app import bootstrap
+from services.audit.app import make_service
 from services.audit.retention import RetentionPolicy
 from services.audit.settings import AuditSettings
 from services.audit.writer import AuditWriter
@@ -59,7 +59,7 @@ async def audit(nats_url: str, trail_dir: Path) -> AsyncIterator[Service]:
         batch_timeout_s=0.1,
         audit_retention_by_tier={Tier.FREE.value: FREE_DAYS},
     )
-    service = bootstrap(settings)
+    service = make_service(settings)
     await service.start()
     yield service
     await service.stop()

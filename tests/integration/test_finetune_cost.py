@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
 
-from services.audit.app import bootstrap as audit_app
+from services.audit.app import make_service as audit_app
 from services.audit.settings import AuditSettings
 from services.finetune import samples
 from services.finetune.app import make_service as finetune_app

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from faststream.nats import NatsBroker
 
-from services.audit.app import bootstrap as audit_bootstrap
+from services.audit.app import make_service as audit_service
 from services.audit.settings import AuditSettings
 from shared.messages.audit import UsageReport
 from shared.messages.completions import Usage
@@ -57,9 +57,7 @@ async def platform(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[list[Service]]:
     audit_dir: Path = tmp_path_factory.mktemp("reconcile-audit")
-    audit = audit_bootstrap(
-        AuditSettings(nats_url=nats_url, data_dir=audit_dir, batch_timeout_s=0.2)
-    )
+    audit = audit_service(AuditSettings(nats_url=nats_url, data_dir=audit_dir, batch_timeout_s=0.2))
     await audit.start()
     try:
         await ready(client_broker, "audit", "usage")
