@@ -47,9 +47,7 @@ async def emit_whole(done: Completion, emit: Emit) -> Completion:
             sent += piece
             await asyncio.sleep(0)
     except asyncio.CancelledError:
-        used = Usage(
-            input_tokens=done.usage.input_tokens, output_tokens=tokens.count_tokens(sent)
-        )
+        used = Usage(input_tokens=done.usage.input_tokens, output_tokens=tokens.count_tokens(sent))
         return Completion(done.model, done.provider, sent, used, CANCELLED)
     return done
 

@@ -103,9 +103,7 @@ def rotate(
 
 
 @keys.command("revoke")
-def revoke(
-    tenant: TenantOpt, key_id: KeyArg, yes: YesOpt = False, actor: ActorOpt = "ops"
-) -> None:
+def revoke(tenant: TenantOpt, key_id: KeyArg, yes: YesOpt = False, actor: ActorOpt = "ops") -> None:
     """Revoke a key: the next request with it is refused."""
     tid = valid_tenant(tenant)
     message = RevokeApiKey(tenant_id=tid, key_id=key_id, actor=actor)  # validates first

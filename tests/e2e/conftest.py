@@ -27,6 +27,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     refused = [
         line
         for line in (running.log_dir / "nats-server.log").read_text().splitlines()
-        if "Violation" in line and ':tenantry-' in line and '/user:svc-' in line
+        if "Violation" in line and ":tenantry-" in line and "/user:svc-" in line
     ]
     assert not refused, "services hit NATS permission violations:\n" + "\n".join(refused[:20])

@@ -90,9 +90,7 @@ async def test_forged_reply_subjects_are_refused_audited_and_nothing_arrives(
         await ops.nc.flush()
         gateway_nc = await _as_service(platform, "gateway", errors)
         before = {
-            "completions": await _count(
-                gateway_nc, subjects.COMPLETIONS_STREAM, forged_completion
-            ),
+            "completions": await _count(gateway_nc, subjects.COMPLETIONS_STREAM, forged_completion),
             "budget": await _count(gateway_nc, subjects.EVENTS_STREAM, subjects.budget_event(b)),
         }
         before_streams = {
@@ -133,9 +131,10 @@ async def test_forged_reply_subjects_are_refused_audited_and_nothing_arrives(
         assert arrived == []
         assert await _count(gateway_nc, subjects.COMPLETIONS_STREAM, forged_completion) == 0
         assert before["completions"] == 0
-        assert await _count(
-            gateway_nc, subjects.EVENTS_STREAM, subjects.budget_event(b)
-        ) == before["budget"]
+        assert (
+            await _count(gateway_nc, subjects.EVENTS_STREAM, subjects.budget_event(b))
+            == before["budget"]
+        )
         # The request stream received nothing from the forged durable requests either,
         # and the completions stream was neither purged nor deleted.
         after = (await gateway_nc.jetstream().stream_info(subjects.COMPLETIONS_STREAM)).state
@@ -148,8 +147,8 @@ async def test_forged_reply_subjects_are_refused_audited_and_nothing_arrives(
         )
         assert CompletionPublished.model_validate_json(reply.data).ok
         ack = await attacker.jetstream().publish(
-            subjects.request(a), ask.model_copy(update={"request_id": "own"}).model_dump_json()
-            .encode()
+            subjects.request(a),
+            ask.model_copy(update={"request_id": "own"}).model_dump_json().encode(),
         )
         assert ack.stream == subjects.REQUESTS_STREAM
         await attacker.close()

@@ -278,9 +278,7 @@ async def test_a_revoked_key_is_refused_at_once(door: Door, tenants: Pair) -> No
         await client.messages.create(model=MODEL, max_tokens=50, messages=ASK)
 
 
-async def test_no_gateway_is_overloaded_not_a_hang(
-    door: Door, tenants: Pair
-) -> None:
+async def test_no_gateway_is_overloaded_not_a_hang(door: Door, tenants: Pair) -> None:
     """Last in this module: it stops the gateway (and starts it again)."""
     a, _ = tenants
     gateway = door.services["gateway"]
@@ -299,5 +297,3 @@ async def test_no_gateway_is_overloaded_not_a_hang(
         await door.services["gateway"].start()
     async with httpx.AsyncClient(base_url=door.url) as raw:
         assert (await raw.get("/v1/models")).status_code == 401
-
-

@@ -80,9 +80,7 @@ def test_only_the_gateway_writes_to_tenants() -> None:
     for name in GRANTS:
         pubs = publish_permissions(name)
         tenant_facing = [
-            p
-            for p in pubs
-            if p.startswith((subjects.TENANT_INBOX_ROOT, "tenant.", "intake."))
+            p for p in pubs if p.startswith((subjects.TENANT_INBOX_ROOT, "tenant.", "intake."))
         ]
         if name == "api":  # the HTTP door asks as the tenant its key belongs to
             assert tenant_facing == [
