@@ -30,7 +30,11 @@ def open_qdrant(settings: RetrievalSettings) -> QdrantStore | EdgeStore:
             str(settings.qdrant_url).rstrip("/"), api_key=key, timeout_s=settings.qdrant_timeout_s
         )
     if settings.qdrant_embedded == "edge":
-        return EdgeStore(settings.qdrant_location, max_open=settings.edge_max_open_shards)
+        return EdgeStore(
+            settings.qdrant_location,
+            max_open=settings.edge_max_open_shards,
+            hnsw_ef=settings.edge_hnsw_ef,
+        )
     return QdrantStore.local(settings.qdrant_location)
 
 

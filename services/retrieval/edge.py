@@ -69,13 +69,20 @@ class StoreError(RuntimeError):
 
 class EdgeStore:
     def __init__(
-        self, root: Path, *, max_open: int = 256, hnsw_m: int = 16, ef_construct: int = 100
+        self,
+        root: Path,
+        *,
+        max_open: int = 256,
+        hnsw_m: int = 16,
+        ef_construct: int = 100,
+        hnsw_ef: int = 512,
     ) -> None:
         self.root = root
         self._args = [
             *("--max-open", str(max_open)),
             *("--hnsw-m", str(hnsw_m)),
             *("--ef-construct", str(ef_construct)),
+            *("--hnsw-ef", str(hnsw_ef)),
         ]
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qdrant-edge")
         self._conn: Connection | None = None
@@ -275,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-open", type=int, default=256)
     parser.add_argument("--hnsw-m", type=int, default=16)
     parser.add_argument("--ef-construct", type=int, default=100)
+    parser.add_argument("--hnsw-ef", type=int, default=512)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when we stop
     conn = Connection(args.fd)
@@ -282,7 +290,11 @@ def main(argv: list[str] | None = None) -> None:
         from services.retrieval.shards import ShardSet  # here, not at the top: see above
 
         shards = ShardSet(
-            args.root, max_open=args.max_open, hnsw_m=args.hnsw_m, ef_construct=args.ef_construct
+            args.root,
+            max_open=args.max_open,
+            hnsw_m=args.hnsw_m,
+            ef_construct=args.ef_construct,
+            hnsw_ef=args.hnsw_ef,
         )
     except Exception as exc:
         conn.send(("err", type(exc).__name__, str(exc)))

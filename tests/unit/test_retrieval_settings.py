@@ -51,6 +51,7 @@ def test_server_mode_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         {"embed_dim": 8},
         {"qdrant_embedded": "chroma"},
         {"edge_max_open_shards": 0},
+        {"edge_hnsw_ef": 8},
         {"embedder": "static", "embed_model_path": None},
         {"embedder": "bert"},
     ],
