@@ -37,7 +37,9 @@ log = get_logger("tenantry.replies")
 _FORBIDDEN_CHARS = frozenset("*> \t\r\n")
 MAX_REPLY_SUBJECT = 256  # nats-py's inboxes are ~60 characters
 
-# A tenant-facing handler: (subject, headers, body) -> the reply's bytes.
+# A tenant-facing handler: (the subject's tenant token, headers, body) -> the reply's
+# bytes. The door has read the token already (to check the reply subject): passed on,
+# not read again.
 Handler = Callable[[str, dict[str, str], bytes], Awaitable[bytes]]
 # Audits and builds the typed error reply for a message the handler refused or crashed on.
 Refusal = Callable[[str, dict[str, str], bytes, ErrorInfo], Awaitable[bytes]]
@@ -100,7 +102,7 @@ async def publish_reply(received: Msg, data: bytes) -> None:
     await received._client.publish(received.reply, data)
 
 
-# A streaming handler: (subject, headers, body, send) -> the final answer's bytes; `send`
+# A streaming handler: (tenant token, headers, body, send) -> the final answer's bytes; `send`
 # publishes an intermediate message on the same (checked) reply subject.
 Send = Callable[[bytes], Awaitable[None]]
 StreamHandler = Callable[[str, dict[str, str], bytes, Send], Awaitable[bytes]]
@@ -130,8 +132,8 @@ def tenant_door(router: NatsRouter, door: Door) -> Callable[[Handler], Handler]:
     is not worked and not answered, only audited."""
 
     def decorate(fn: Handler) -> Handler:
-        async def work(raw: Msg, _: Send) -> bytes:
-            return await fn(raw.subject, raw.headers or {}, raw.data)
+        async def work(token: str, raw: Msg, _: Send) -> bytes:
+            return await fn(token, raw.headers or {}, raw.data)
 
         _subscribe(router, door, work)
         return fn
@@ -144,8 +146,8 @@ def tenant_stream_door(router: NatsRouter, door: Door) -> Callable[[StreamHandle
     all on the same checked reply subject."""
 
     def decorate(fn: StreamHandler) -> StreamHandler:
-        async def work(raw: Msg, send: Send) -> bytes:
-            return await fn(raw.subject, raw.headers or {}, raw.data, send)
+        async def work(token: str, raw: Msg, send: Send) -> bytes:
+            return await fn(token, raw.headers or {}, raw.data, send)
 
         _subscribe(router, door, work)
         return fn
@@ -154,7 +156,7 @@ def tenant_stream_door(router: NatsRouter, door: Door) -> Callable[[StreamHandle
 
 
 def _subscribe(
-    router: NatsRouter, door: Door, work: Callable[[Msg, Send], Awaitable[bytes]]
+    router: NatsRouter, door: Door, work: Callable[[str, Msg, Send], Awaitable[bytes]]
 ) -> None:
     trail, action, refusal = door.trail, door.action, door.refusal
     max_body_bytes = door.max_body_bytes
@@ -180,7 +182,7 @@ def _subscribe(
             answer = await refusal(token, headers, b"", info)
         else:
             try:
-                answer = await work(raw, send)
+                answer = await work(token, raw, send)
             except Exception:
                 # The sender still gets an answer now (no redelivery on this path); the
                 # traceback stays in the service log.

@@ -15,7 +15,7 @@ log = get_logger("tenantry.gateway")
 
 
 async def queue(
-    nc: NatsClient, timeout_s: float, subject: str, headers: dict[str, str], body: bytes
+    nc: NatsClient, timeout_s: float, raw_tenant: str, headers: dict[str, str], body: bytes
 ) -> bytes:
     """Durable intake: store the request in the request stream and hand the client
     JetStream's own acknowledgement (so `js.publish` works unchanged in any client).
@@ -24,7 +24,6 @@ async def queue(
     intake.<tid>.request, which no tenant may publish on. JetStream acknowledges a
     captured publish to the publisher's reply subject whatever it is, so a stream on the
     tenant's own subject would let a tenant aim the server's acks anywhere."""
-    raw_tenant = subjects.tenant_from_subject(subject, 1)
     msg_id = headers.get("Nats-Msg-Id")
     # Only de-duplication travels on; a client cannot set any other JetStream header
     # (e.g. Nats-Expected-*, Nats-TTL) on the platform's stream.

@@ -53,14 +53,10 @@ class Deps:
             await self.feed.stop()
 
 
-def _tenant(subject: str) -> str:
-    return subjects.tenant_from_subject(subject, 1)
-
-
 async def work_request(msg: NatsMessage, deps: Deps) -> None:
     """A durable request, pulled from the request stream; acked once answered."""
     raw = msg.raw_message
-    raw_tenant = _tenant(raw.subject)
+    raw_tenant = subjects.tenant_from_subject(raw.subject, 1)
     fallback_id = intake.message_id_of(raw.headers)
 
     async def deliver(done: CompletionPublished) -> None:
@@ -80,22 +76,24 @@ async def work_request(msg: NatsMessage, deps: Deps) -> None:
         raise
 
 
-async def queue_request(subject: str, headers: dict[str, str], body: bytes, deps: Deps) -> bytes:
+async def queue_request(raw_tenant: str, headers: dict[str, str], body: bytes, deps: Deps) -> bytes:
     """A durable request at the door: stored in the request stream, JetStream's ack back."""
     nc, timeout_s = deps.broker.connection, deps.settings.intake_timeout_s
-    return await durable.queue(nc, timeout_s, subject, headers, body)
+    return await durable.queue(nc, timeout_s, raw_tenant, headers, body)
 
 
-async def answer_request(subject: str, headers: dict[str, str], body: bytes, deps: Deps) -> bytes:
-    done = await requests.complete(deps, _tenant(subject), body)
+async def answer_request(
+    raw_tenant: str, headers: dict[str, str], body: bytes, deps: Deps
+) -> bytes:
+    done = await requests.complete(deps, raw_tenant, body)
     return done.model_dump_json().encode()
 
 
 async def stream_request(
-    subject: str, headers: dict[str, str], body: bytes, send: Send, deps: Deps
+    raw_tenant: str, headers: dict[str, str], body: bytes, send: Send, deps: Deps
 ) -> bytes:
     work = requests.streamed(deps, send)
-    done = await requests.complete(deps, _tenant(subject), body, work=work)
+    done = await requests.complete(deps, raw_tenant, body, work=work)
     return done.model_dump_json().encode()
 
 
@@ -104,8 +102,8 @@ async def cancel_stream(msg: NatsMessage, deps: Deps) -> None:
     streaming.cancel(deps.streams, msg.raw_message.subject, msg.raw_message.data)
 
 
-async def ingest(subject: str, headers: dict[str, str], body: bytes, deps: Deps) -> bytes:
-    result = await requests.ingest(deps, _tenant(subject), body)
+async def ingest(raw_tenant: str, headers: dict[str, str], body: bytes, deps: Deps) -> bytes:
+    result = await requests.ingest(deps, raw_tenant, body)
     return result.model_dump_json().encode()
 
 
@@ -217,16 +215,16 @@ def _register_door(
         streamed_handle = door.handle
 
         async def work_streamed(
-            subject: str, headers: dict[str, str], body: bytes, send: Send
+            raw_tenant: str, headers: dict[str, str], body: bytes, send: Send
         ) -> bytes:
-            return await streamed_handle(subject, headers, body, send, deps())
+            return await streamed_handle(raw_tenant, headers, body, send, deps())
 
         tenant_stream_door(router, spec)(work_streamed)
         return
     plain_handle = door.handle
 
-    async def work(subject: str, headers: dict[str, str], body: bytes) -> bytes:
-        return await plain_handle(subject, headers, body, deps())
+    async def work(raw_tenant: str, headers: dict[str, str], body: bytes) -> bytes:
+        return await plain_handle(raw_tenant, headers, body, deps())
 
     tenant_door(router, spec)(work)
 
