@@ -28,12 +28,14 @@ TENANT_MISMATCH = "message tenant_id does not match the subject's tenant"
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """A message refused at intake. `tenant_id` is UNATTRIBUTED if the subject's token is
-    not a valid tenant id; `denied` marks an access denial (audited by the caller)."""
+    not a valid tenant id; `denied` marks an access denial (audited by the caller);
+    `fields` names the top-level fields of a body that did not validate."""
 
     tenant_id: str
     request_id: str
     error: ErrorInfo
     denied: bool
+    fields: frozenset[str] = frozenset()
 
 
 def admit(subject_tenant: str, body: bytes, request_type: type[Q]) -> Q | Refusal:
@@ -49,7 +51,8 @@ def admit(subject_tenant: str, body: bytes, request_type: type[Q]) -> Q | Refusa
             code=ErrorCode.MALFORMED_REQUEST,
             message=f"malformed {request_type.__name__}: {summarise_validation(exc)}",
         )
-        return Refusal(subject_tenant, new_id(), info, denied=False)
+        fields = frozenset(str(err["loc"][0]) for err in exc.errors() if err["loc"])
+        return Refusal(subject_tenant, new_id(), info, denied=False, fields=fields)
     if request.tenant_id != subject_tenant:
         info = ErrorInfo(code=ErrorCode.INVALID_TENANT, message=TENANT_MISMATCH)
         return Refusal(subject_tenant, request.request_id, info, denied=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from shared.intake import Refusal, admit
 from shared.messages.base import ErrorCode, ErrorInfo, new_id
 from shared.messages.completions import CreateCompletion
-from shared.tenancy import UNATTRIBUTED, describe_raw, is_valid_tenant_id
+from shared.tenancy import UNATTRIBUTED, describe_raw
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -34,7 +34,7 @@ def parse(
     admitted = admit(subject_tenant, body, CreateCompletion)
     if isinstance(admitted, Refusal):
         info = admitted.error
-        if not admitted.denied and _claims_invalid_tenant(body):
+        if "tenant_id" in admitted.fields:
             # A tenant_id that is not even an id is a denial, not a typo in the body.
             info = ErrorInfo(code=ErrorCode.INVALID_TENANT, message=info.message)
         # The subject's token, printable, for the audit row (never the raw bytes).
@@ -44,15 +44,6 @@ def parse(
         # No id of the client's own: answer under the one it does know (Nats-Msg-Id).
         return admitted.model_copy(update={"request_id": request_id_of(body, fallback_id)})
     return admitted
-
-
-def _claims_invalid_tenant(body: bytes) -> bool:
-    """Only on the refusal path: does the body name a tenant_id that is no valid id?"""
-    try:
-        claimed = json.loads(body).get("tenant_id")
-    except Exception:
-        return False
-    return claimed is not None and not (isinstance(claimed, str) and is_valid_tenant_id(claimed))
 
 
 def request_id_of(body: bytes, fallback_id: str | None = None) -> str:
