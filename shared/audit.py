@@ -128,6 +128,17 @@ class AuditTrail:
         await self.publish(event)
         return event
 
+    async def publish_unless_carried(
+        self, row: AuditRecorded, by_caller: bool
+    ) -> AuditRecorded | None:
+        """A called service's row: handed back for the reply when the caller records the
+        request's trail (`audit_by_caller`: it carries the row in its own event, one
+        JetStream write per request), else published here. None once published."""
+        if by_caller:
+            return row
+        await self.publish(row)
+        return None
+
     async def publish(self, event: AuditRecorded) -> None:
         """Publish an event `build` made (durably; its event_id de-duplicates retries)."""
         await publish_event(self._broker, event, subjects.audit_event(event.tenant_id))

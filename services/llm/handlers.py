@@ -126,12 +126,9 @@ async def call_model(
 async def _audited(
     deps: Deps, msg: InvokeModel, row: AuditRecorded, reply: ModelInvoked
 ) -> ModelInvoked:
-    """The call's audit row: published here, or (audit_by_caller) handed back in the reply
-    for the caller to carry in its own event, one JetStream write per request."""
-    if msg.audit_by_caller:
-        return reply.model_copy(update={"audit": row})
-    await deps.trail.publish(row)
-    return reply
+    """The reply with the call's audit row handed back, or the row published here."""
+    carried = await deps.trail.publish_unless_carried(row, msg.audit_by_caller)
+    return reply if carried is None else reply.model_copy(update={"audit": carried})
 
 
 async def stream(msg: NatsMessage, deps: Deps) -> None:

@@ -117,8 +117,7 @@ async def search(msg: SearchChunks, deps: Deps) -> ChunksFound:
             "documents": len({hit.document_id for hit in hits}),
         },
     )
-    if not msg.audit_by_caller:
-        await deps.trail.publish(row)
+    carried = await deps.trail.publish_unless_carried(row, msg.audit_by_caller)
     chunks = [
         Chunk(
             tenant_id=hit.tenant_id,
@@ -129,9 +128,7 @@ async def search(msg: SearchChunks, deps: Deps) -> ChunksFound:
         )
         for hit in hits
     ]
-    # With audit_by_caller the row travels back and the caller (the gateway) stores it
-    # in its own event: one JetStream write per request instead of one per step.
-    return reply_ok(ChunksFound, msg, chunks=chunks, audit=row if msg.audit_by_caller else None)
+    return reply_ok(ChunksFound, msg, chunks=chunks, audit=carried)
 
 
 async def delete_document(msg: DeleteDocument, deps: Deps) -> DocumentDeleted:
