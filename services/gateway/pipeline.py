@@ -39,7 +39,6 @@ class Outcome:
     chunks: int = 0
     findings: int = 0
     stages_ms: dict[str, float] = field(default_factory=dict)
-    carried: list[AuditRecorded] = field(default_factory=list)
 
 
 class Trace:
@@ -89,7 +88,6 @@ async def answer(
         outcome = Outcome(failed(req.tenant_id, req.request_id, error.info), 0.0)
     outcome.latency_ms = (time.perf_counter() - started) * 1000
     outcome.stages_ms = trace.ms
-    outcome.carried = trace.carried
     return outcome
 
 

@@ -88,7 +88,7 @@ async def complete(
                 await _audit_crash(deps, parsed, trace)
             raise
         done = outcome.completion
-        await asyncio.gather(deliver(done), _audit_completion(deps, parsed, outcome))
+        await asyncio.gather(deliver(done), _audit_completion(deps, parsed, outcome, trace))
         log.info(
             "completion.done",
             ok=done.error is None,
@@ -98,7 +98,9 @@ async def complete(
         return done
 
 
-async def _audit_completion(deps: Deps, req: CreateCompletion, outcome: pipeline.Outcome) -> None:
+async def _audit_completion(
+    deps: Deps, req: CreateCompletion, outcome: pipeline.Outcome, trace: pipeline.Trace
+) -> None:
     done = outcome.completion
     await deps.trail.record(
         tenant_id=req.tenant_id,
@@ -123,7 +125,7 @@ async def _audit_completion(deps: Deps, req: CreateCompletion, outcome: pipeline
             "error_code": done.error.code.value if done.error else None,
             **{f"ms_{stage}": ms for stage, ms in outcome.stages_ms.items()},
         },
-        carried=outcome.carried,
+        carried=trace.carried,
     )
 
 

@@ -121,7 +121,6 @@ async def stream_answer(
         outcome = Outcome(failed(req.tenant_id, req.request_id, error.info), 0.0)
     outcome.latency_ms = (time.perf_counter() - started) * 1000
     outcome.stages_ms = trace.ms
-    outcome.carried = trace.carried
     return outcome
 
 
@@ -235,9 +234,7 @@ def streamed(
             if current is not None and current.cancelling():
                 raise  # the gateway is stopping
             info = ErrorInfo(code=ErrorCode.CANCELLED, message="cancelled by the client")
-            cancelled = Outcome(failed(req.tenant_id, req.request_id, info), 0.0)
-            cancelled.carried = trace.carried  # what ran before the cancel is recorded
-            return cancelled
+            return Outcome(failed(req.tenant_id, req.request_id, info), 0.0)
         finally:
             streams.pop(key, None)
 
