@@ -4,7 +4,7 @@
 
     with Tenantry() as client:                  # TENANTRY_NATS_URL, TENANTRY_TENANT_ID,
         done = client.ask("What is our refund window?")   # TENANTRY_NATS_USER/_PASSWORD
-        print(done.text)                                   # or TENANTRY_NATS_CREDS
+        answer = done.text                                 # or TENANTRY_NATS_CREDS
 
 Refusals raise typed exceptions (shared.client_errors: RateLimited, BudgetExceeded,
 Forbidden, NotFound, Unavailable, ...) that keep the platform's error code; retryable
