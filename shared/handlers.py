@@ -17,7 +17,7 @@ from faststream.nats import NatsMessage, NatsRouter
 
 from shared import subjects
 from shared.audit import AuditTrail
-from shared.intake import Refusal, admit, reply_ok
+from shared.intake import Refusal, admit, error_reply, reply_ok
 from shared.logging import bound, get_logger
 from shared.messages.audit import AuditEventType, AuditStatus
 from shared.messages.base import Envelope, ErrorCode, ErrorInfo, Reply
@@ -148,9 +148,7 @@ async def _serve(
                     None if request.tenant_id == raw_tid else {"tenant_id": describe_raw(raw_tid)}
                 ),
             )
-        return reply_type(
-            tenant_id=request.tenant_id, request_id=request.request_id, error=request.error
-        )
+        return error_reply(reply_type, request, request.error)
     with bound(request.tenant_id, request.request_id):
         try:
             return await handle(request, deps)
