@@ -76,6 +76,7 @@ class BatchConsumer(Generic[P]):
         self._ready: asyncio.Queue[tuple[list[Msg], P]] = asyncio.Queue(maxsize=1)
         self._sub: Subscription | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     async def start(self) -> None:
         # No limit on the inbox's pending messages: what is pulled is bounded already
@@ -91,6 +92,10 @@ class BatchConsumer(Generic[P]):
     async def stop(self) -> None:
         """Stop pulling, let the writer finish the batch it holds and the one queued,
         and give back what was pulled but not started (nak: redelivered at once)."""
+        # The flag as well as the cancel: a cancel that lands inside a nats-py call on a
+        # connection being torn down (Ctrl-C stops nats-server at the same moment) can
+        # come back as a connection error, which the loop would log and retry forever.
+        self._stopping = True
         pull, write = self._tasks or (None, None)
         if pull is not None:
             pull.cancel()
@@ -139,7 +144,7 @@ class BatchConsumer(Generic[P]):
         return self._take(self._batch)
 
     async def _pull_loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 batch = await self._pull()
             except Exception:

@@ -125,3 +125,38 @@ async def test_the_servers_end_of_request_closes_a_short_batch() -> None:
     await asyncio.wait_for(done.wait(), 1)
     await consumer.stop()
     assert got == [2]
+
+
+async def test_stop_ends_even_when_the_connection_turns_the_cancel_into_an_error() -> None:
+    """Ctrl-C stops nats-server with the services: a cancel landing inside a publish on a
+    connection being torn down comes back as a connection error, not CancelledError."""
+    nc = FakeNats()
+    blocked = asyncio.Event()
+
+    async def publish(subject: str, payload: bytes = b"", reply: str = "") -> None:
+        blocked.set()
+        try:
+            await asyncio.Event().wait()  # the connection is gone: nothing goes out
+        except asyncio.CancelledError:
+            raise ConnectionError("connection closed") from None
+
+    nc.publish = publish  # type: ignore[method-assign]
+
+    async def handle(batch: list[Msg], prepared: int) -> None:
+        pass
+
+    consumer: BatchConsumer[int] = BatchConsumer(
+        cast(Any, nc),
+        stream="S",
+        durable="d",
+        inbox_prefix="_INBOX_audit.",
+        batch_size=3,
+        timeout_s=5,
+        prepare=len,
+        handle=handle,
+    )
+    await consumer.start()
+    await asyncio.wait_for(blocked.wait(), 1)  # the pull request is stuck in publish
+    stopping = asyncio.create_task(consumer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert stopping in done, "stop() hung on a torn-down connection"
