@@ -5,6 +5,9 @@ open/close of cold shards.
     python -m bench retrieval_edge                # both parts
     python -m bench.retrieval_edge one 100000     # one tenant only, up to N chunks
     python -m bench.retrieval_edge many 1000 64   # N tenants, at most M shards open
+    python -m bench.retrieval_edge many 10000 256 # the 10k-tenant plan (~13 min, 3.6 GB)
+    BENCH_EDGE_CORPUS=real BENCH_EDGE_EF=128,512,1024 python -m bench.retrieval_edge one
+                                                  # real text; each size searched per ef
 
 In-process on the service's own code (services/retrieval/index.py: chunk, embed with
 the default HashingEmbedder, upsert, probe for stale chunks; embed the query, search),
@@ -23,6 +26,11 @@ Queries are 8-word slices of stored chunks.
   indexing`). Search figures are then taken on the built index.
 * top1_exact_share: of 200 queries, how many get the exact best chunk (a numpy scan of
   every vector) as their first hit through the index: the price of the HNSW walk.
+* many: tenants are created and filled one after another (first and last 1,000 timed
+  apart), then the worker is restarted over every shard on disk; COLD_SAMPLE tenants
+  drawn from the whole range are searched once each (every one must answer from its
+  own shard), then MAX_OPEN others are opened and searched while exactly that many are
+  open.
 * memory: the worker's RssAnon (its own heap) and RssFile (mapped shard files: page
   cache the kernel can drop), open files, threads; and the shard folder on disk.
 """
@@ -35,13 +43,14 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
 
+from bench import _real_text
 from bench.loadgen import percentiles
 from bench.rig import document_text
 from services.retrieval import index
@@ -55,15 +64,24 @@ from services.retrieval.shards import INDEX_AFTER_UNINDEXED, ShardStats
 from shared.messages.retrieval import Document
 
 SIZES = (1_000, 10_000, 100_000)
+# BENCH_EDGE_CORPUS=real: documentation prose from the installed packages (bench/_real_text.py)
+# instead of pseudo-words; BENCH_EDGE_EF=128,512,1024 also searches each size >= 10k with
+# those hnsw_ef; BENCH_EDGE_HNSW_M / _EF_CONSTRUCT / _HNSW_EF: the shard's graph and search.
+CORPUS = os.environ.get("BENCH_EDGE_CORPUS", "synthetic")
+EF_SWEEP = [int(ef) for ef in os.environ.get("BENCH_EDGE_EF", "").split(",") if ef]
+HNSW_M = int(os.environ.get("BENCH_EDGE_HNSW_M", "16"))
+EF_CONSTRUCT = int(os.environ.get("BENCH_EDGE_EF_CONSTRUCT", "100"))
+HNSW_EF = int(os.environ.get("BENCH_EDGE_HNSW_EF", "0"))  # 0: the service's default
 BATCH = 250
 IN_FLIGHT = int(os.environ.get("BENCH_INGEST_IN_FLIGHT", "2"))
 TOP_K = 4
 INDEX_WAIT_LIMIT_S = 600.0
 SEARCHES = 300
 EXACT_CHECKS = 200
-TENANTS = 1_000
+TENANTS = int(os.environ.get("BENCH_EDGE_TENANTS", "1000"))
 PER_TENANT = 20
-MAX_OPEN = 64
+MAX_OPEN = int(os.environ.get("BENCH_EDGE_MAX_OPEN", "64"))
+COLD_SAMPLE = 500  # cold tenants searched after the restart, drawn from the whole range
 ALL_OPEN_SAMPLE = 200  # shards held open at once to measure what an idle open shard costs
 
 
@@ -95,16 +113,28 @@ async def _run(part: str = "both", size: int = SIZES[-1], tenants: int = TENANTS
 
 async def _one_tenant(embedder: Embedder, chunking: ChunkingConfig, largest: int) -> dict[str, Any]:
     rng = random.Random(11)
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"corpus": CORPUS, "hnsw_m": HNSW_M, "ef_construct": EF_CONSTRUCT}
+    sizes = [s for s in SIZES if s <= largest]
+    real: list[str] = []
+    if CORPUS == "real":
+        real = _real_text.chunks(sizes[-1])
+        out["real_text"] = {"chunks": len(real), "mean_chars": round(_mean(map(len, real)))}
+        sizes = [s for s in sizes if s <= len(real)]
+        if not sizes:
+            out["skipped"] = (
+                f"BENCH_EDGE_CORPUS=real: the installed documentation gives {len(real)} chunks "
+                f"of prose, fewer than {SIZES[0]} (see bench/_real_text.py for its sources)"
+            )
+            return out
     tid = "bench-one"
     texts: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bench-edge-") as tmp:
-        store = EdgeStore(Path(tmp))
+        store = _edge_store(Path(tmp))
         await store.open()
         timed = _TimedStore(store)
         try:
             ingest_s = 0.0
-            for size in (s for s in SIZES if s <= largest):
+            for size in sizes:
                 while len(texts) < size:
                     # IN_FLIGHT batches at a time, as concurrent ingest requests would be:
                     # one embeds in the service while the worker writes another.
@@ -116,7 +146,10 @@ async def _one_tenant(embedder: Embedder, chunking: ChunkingConfig, largest: int
                         first = len(texts) + sum(map(len, batches))
                         batches.append(
                             [
-                                Document(document_id=f"d{first + i}", text=document_text(rng, 70))
+                                Document(
+                                    document_id=f"d{first + i}",
+                                    text=real[first + i] if real else document_text(rng, 70),
+                                )
                                 for i in range(count)
                             ]
                         )
@@ -138,12 +171,48 @@ async def _one_tenant(embedder: Embedder, chunking: ChunkingConfig, largest: int
                 }
                 step.update(await _wait_for_index(store, embedder, tid, texts, rng))
                 step["search_ms"] = await _search(store, embedder, [tid], texts, rng, SEARCHES)
-                step["top1_exact_share"] = await _top1_exact_share(store, embedder, tid, texts, rng)
+                exact = _Exact(embedder, texts, timed.vectors, random.Random(size))
+                step.update(await exact.check(store, tid))
                 step.update(_worker(store, Path(tmp)))
+                if EF_SWEEP and size >= 10_000:
+                    # The same shard searched with other hnsw_ef: a worker each (ef is the
+                    # worker's setting), the same queries for every ef.
+                    await store.close()
+                    step["by_hnsw_ef"] = {}
+                    for ef in EF_SWEEP:
+                        swept = _edge_store(Path(tmp), hnsw_ef=ef)
+                        await swept.open()
+                        try:
+                            step["by_hnsw_ef"][ef] = {
+                                "search_ms": await _search(
+                                    swept, embedder, [tid], texts, rng, SEARCHES
+                                ),
+                                **await exact.check(swept, tid),
+                                "load": _loadavg(),
+                            }
+                        finally:
+                            await swept.close()
+                    store = _edge_store(Path(tmp))
+                    await store.open()
+                    timed.store = store
                 out[f"{size // 1000}k"] = step
         finally:
             await store.close()
     return out
+
+
+def _edge_store(root: Path, **settings: int) -> EdgeStore:
+    return EdgeStore(
+        root,
+        hnsw_m=HNSW_M,
+        ef_construct=EF_CONSTRUCT,
+        **({"hnsw_ef": HNSW_EF} if HNSW_EF else {}) | settings,
+    )
+
+
+def _mean(values: Iterable[float]) -> float:
+    items = list(values)
+    return sum(items) / max(len(items), 1)
 
 
 class _TimedStore:
@@ -152,6 +221,7 @@ class _TimedStore:
     def __init__(self, store: EdgeStore) -> None:
         self.store = store
         self.seconds = 0.0
+        self.vectors: dict[str, Any] = {}  # by document id: what the shard holds
 
     async def upsert(
         self, tenant_id: str, chunks: Sequence[StoredChunk], dim: int, embedder: str | None = None
@@ -159,6 +229,7 @@ class _TimedStore:
         started = time.perf_counter()
         await self.store.upsert(tenant_id, chunks, dim, embedder)
         self.seconds += time.perf_counter() - started
+        self.vectors.update((chunk.document_id, chunk.vector) for chunk in chunks)
 
     async def existing(self, tenant_id: str, chunk_ids: Sequence[str]) -> set[str]:
         started = time.perf_counter()
@@ -197,28 +268,50 @@ async def _wait_for_index(
     }
 
 
-async def _top1_exact_share(
-    store: EdgeStore, embedder: Embedder, tid: str, texts: list[str], rng: random.Random
-) -> float:
-    """Share of queries whose first hit through the index is the exact best chunk (a
-    numpy scan over every chunk's vector): how much the HNSW walk's speed costs."""
-    vectors = embedder.embed(texts)  # what the shard holds, in ingest order
-    agree = 0
-    for _ in range(EXACT_CHECKS):
-        words = rng.choice(texts).split()
-        start = rng.randrange(max(1, len(words) - 8))
-        query = embedder.embed([" ".join(words[start : start + 8])])[0]
-        best = int(np.argmax(vectors @ query))
-        hits = await store.search(tid, query, TOP_K, embedder.name)
-        agree += bool(hits) and hits[0].document_id == f"d{best}"
-    return round(agree / EXACT_CHECKS, 3)
+class _Exact:
+    """The exact answers to EXACT_CHECKS queries (a numpy scan of every chunk's vector),
+    to score what a search through the index returns: top1_exact_share (its first hit is
+    the exact best chunk) and recall_at_4 (share of the exact best 4 among its 4 hits):
+    the price of the HNSW walk."""
+
+    def __init__(
+        self, embedder: Embedder, texts: list[str], vectors: dict[str, Any], rng: random.Random
+    ) -> None:
+        matrix = np.stack([vectors[f"d{i}"] for i in range(len(texts))])
+        queries = []
+        for _ in range(EXACT_CHECKS):
+            words = rng.choice(texts).split()
+            start = rng.randrange(max(1, len(words) - 8))
+            queries.append(" ".join(words[start : start + 8]))
+        self.queries = embedder.embed(queries)
+        self.embedder = embedder.name
+        scores = matrix @ self.queries.T  # chunks x queries
+        best = np.argpartition(-scores, TOP_K, axis=0)[:TOP_K].T
+        self.best = [
+            [f"d{i}" for i in row[np.argsort(-scores[row, q])]] for q, row in enumerate(best)
+        ]
+
+    async def check(self, store: EdgeStore, tid: str) -> dict[str, float]:
+        first = found = 0
+        for query, best in zip(self.queries, self.best, strict=True):
+            hits = [hit.document_id for hit in await store.search(tid, query, TOP_K, self.embedder)]
+            first += bool(hits) and hits[0] == best[0]
+            found += len(set(hits) & set(best))
+        return {
+            "top1_exact_share": round(first / len(self.best), 3),
+            "recall_at_4": round(found / (TOP_K * len(self.best)), 3),
+        }
 
 
 async def _many_tenants(embedder: Embedder, tenants: int) -> dict[str, Any]:
     rng = random.Random(5)
     pool = [document_text(rng, 70) for _ in range(tenants * PER_TENANT // 10 + 1)]
     vectors = embedder.embed(pool)
-    out: dict[str, Any] = {"tenants": tenants, "chunks_per_tenant": PER_TENANT}
+    out: dict[str, Any] = {
+        "tenants": tenants,
+        "chunks_per_tenant": PER_TENANT,
+        "max_open": MAX_OPEN,
+    }
     tids = [f"bench-t{n:05d}" for n in range(tenants)]
     with tempfile.TemporaryDirectory(prefix="bench-edge-many-") as tmp:
         root = Path(tmp)
@@ -227,12 +320,21 @@ async def _many_tenants(embedder: Embedder, tenants: int) -> dict[str, Any]:
         await store.open()
         try:
             empty = _worker(store, root)
+            fills: list[float] = []
             started = time.perf_counter()
             for n, tid in enumerate(tids):
+                began = time.perf_counter()
                 await _fill(store, tid, pool, vectors, n, embedder.name)
+                fills.append((time.perf_counter() - began) * 1000)
             out["create_and_fill_ms_per_tenant"] = round(
                 (time.perf_counter() - started) * 1000 / tenants, 1
             )
+            # Does creating a tenant get slower as the folder fills? First and last 1,000.
+            out["create_and_fill_ms"] = {
+                "first_1000": percentiles(fills[:1000]),
+                "last_1000": percentiles(fills[-1000:]),
+            }
+            out["load_after_fill"] = _loadavg()
             await _settle(store, ALL_OPEN_SAMPLE)
             full = _worker(store, root)
             out[f"worker_{ALL_OPEN_SAMPLE}_open"] = full
@@ -243,24 +345,43 @@ async def _many_tenants(embedder: Embedder, tenants: int) -> dict[str, Any]:
             out["disk_mb_per_shard"] = round(full["disk_mb"] / tenants, 2)
         finally:
             await store.close()
-        # 2. Lazy: at most MAX_OPEN open; reopen cold shards on demand.
+        # 2. A restart with every shard on disk, then lazy: at most MAX_OPEN open, cold
+        # shards reopened on demand.
         store = EdgeStore(root, max_open=MAX_OPEN)
         started = time.perf_counter()
         await store.open()
         out["worker_start_s"] = round(time.perf_counter() - started, 2)
         try:
             texts = {tid: pool[(n * PER_TENANT) % len(pool)] for n, tid in enumerate(tids)}
-            hot = tids[: MAX_OPEN // 2]
+            after_start = await store.stats()
+            out["after_restart"] = {
+                "shards_on_disk": after_start.shards_on_disk,
+                "open_shards": after_start.open_shards,
+            }
+            assert after_start.shards_on_disk == tenants
+            # Cold tenants from the whole range, right after the restart: each must answer
+            # from its own shard, with its own chunk first.
+            sample = rng.sample(tids, min(COLD_SAMPLE, tenants))
             before = await store.stats()
-            out["search_ms_cold_tenant"] = await _search_each(store, embedder, tids[-200:], texts)
+            cold, own_first = await _search_each(store, embedder, sample, texts)
+            out["search_ms_cold_tenant"] = cold
+            out["cold_sample_answered"] = len(sample)
+            out["cold_sample_own_chunk_first"] = own_first
             out["cold_opens"] = _open_close_costs(before, await store.stats())
-            # The hot set: opened once (their first search is a cold one), then measured.
+            out["load_after_cold"] = _loadavg()
+            # The hot set: MAX_OPEN tenants opened once (their first search is a cold one),
+            # then measured with exactly the cap open.
+            asked = set(sample)
+            hot = rng.sample(
+                [t for t in tids if t not in asked], min(MAX_OPEN, tenants - len(asked))
+            )
             await _search_each(store, embedder, hot, texts)
             await _settle(store, MAX_OPEN)
+            out[f"worker_lazy_{MAX_OPEN}_open"] = _worker(store, root)
             out["search_ms_hot_tenant"] = await _search(
                 store, embedder, hot, [texts[t] for t in hot], rng, SEARCHES
             )
-            out[f"worker_lazy_{MAX_OPEN}_open"] = _worker(store, root)
+            out["open_after_hot"] = (await store.stats()).open_shards
         finally:
             await store.close()
     return out
@@ -305,16 +426,19 @@ async def _settle(store: EdgeStore, max_open: int) -> None:
 
 async def _search_each(
     store: EdgeStore, embedder: Embedder, tids: list[str], texts: dict[str, str]
-) -> dict[str, float]:
-    """One search per tenant, each a shard not open at the time (load + search)."""
+) -> tuple[dict[str, float], int]:
+    """One search per tenant, each a shard not open at the time (load + search); and how
+    many of them had their own first chunk (the query's source) as the first hit."""
     timings = []
+    own_first = 0
     for tid in tids:
         query = " ".join(texts[tid].split()[:8])
         started = time.perf_counter()
         hits = await index.search(store, embedder, tid, query, TOP_K)
         timings.append((time.perf_counter() - started) * 1000)
-        assert hits and hits[0].tenant_id == tid
-    return percentiles(timings)
+        assert hits and all(hit.tenant_id == tid for hit in hits)
+        own_first += hits[0].document_id == "d0"
+    return percentiles(timings), own_first
 
 
 async def _search(
