@@ -13,6 +13,12 @@ client's publish to the completion received, minus the stub's delay.
   cpu_ms_per_request  per process, at concurrency 1 (the profile's first cut: which
                 process spends the machine's two cores)
 
+BENCH_PIPELINE_COHOST chooses the layout (shared.launcher.parse_cohost): `none` (default,
+one process per service, as `make run`), `critical` (the request path's six services in
+one process), `all` (every service in one), or explicit groups. Co-hosted services run
+one copy, so the 2-copies pass runs only with `none`. BENCH_PIPELINE_REPLICAS=1 skips the
+2-copies pass (e.g. to compare layouts at equal cost).
+
 NATS round trips one full request makes, counted from the code (services/gateway/
 pipeline.py, handlers and the services it calls). Tenant configs come from the
 gateway's watched cache (no round trip); independent calls run side by side, so the
@@ -44,6 +50,7 @@ from typing import Any
 from bench import floor, loadgen
 from bench.rig import Rig, close_rig, open_rig, summary, temp_dir
 from shared.client import TenantClient
+from shared.launcher import Groups, parse_cohost
 
 TENANTS = 100
 DELAYS_S = (0.0, 0.1)
@@ -61,15 +68,26 @@ HOPS = {
 
 
 def run(results_dir: Path) -> dict[str, Any]:
+    layout = os.environ.get("BENCH_PIPELINE_COHOST", "none")
+    cohost = parse_cohost(layout)
     results: dict[str, Any] = {"cores": os.cpu_count(), "tenants": TENANTS, "hops": HOPS}
+    results["layout"] = {"cohost": layout, "processes": ["+".join(g) for g in cohost]}
+    results["load_1min_before"] = os.getloadavg()[0]
     results["floor"] = floor.measure()
     if os.environ.get("BENCH_PIPELINE_PARTS") == "concurrency1":
         # A quick look (~1.5 min) while working on the request path: latency and CPU per
         # request at concurrency 1, one copy of each service, no throughput steps.
-        results["replicas_1"] = asyncio.run(_with_replicas(1, True, throughput=False))
+        results["replicas_1"] = asyncio.run(_with_replicas(1, True, False, cohost))
+        results["load_1min_after"] = os.getloadavg()[0]
         return results
-    for replicas in REPLICAS:
-        results[f"replicas_{replicas}"] = asyncio.run(_with_replicas(replicas, replicas == 1))
+    copies: tuple[int, ...] = REPLICAS
+    if cohost or os.environ.get("BENCH_PIPELINE_REPLICAS") == "1":
+        copies = (1,)
+    for replicas in copies:
+        results[f"replicas_{replicas}"] = asyncio.run(
+            _with_replicas(replicas, replicas == 1, True, cohost)
+        )
+    results["load_1min_after"] = os.getloadavg()[0]
     floor_p50 = results["floor"]["request_reply_ms"]["p50"]
     full_p50 = results["replicas_1"]["concurrency1"]["delay_0ms"]["full"]["p50"]
     results["goal"] = {
@@ -82,11 +100,11 @@ def run(results_dir: Path) -> dict[str, Any]:
 
 
 async def _with_replicas(
-    replicas: int, sequential: bool, throughput: bool = True
+    replicas: int, sequential: bool, throughput: bool = True, cohost: Groups = ()
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with temp_dir() as tmp:
-        rig = await open_rig(Path(tmp), TENANTS, replicas, DELAYS_S[0])
+        rig = await open_rig(Path(tmp), TENANTS, replicas, DELAYS_S[0], cohost=cohost)
         try:
             await asyncio.sleep(2)
             out["rss_idle_mb"] = rig.rss_mb()
@@ -128,6 +146,17 @@ async def _concurrency1(rig: Rig) -> dict[str, Any]:
                     by_path[label]["cpu_ms_per_request"] = {
                         name: round((after[name] - before[name]) * 1000 / n, 2) for name in after
                     }
+                    # Services and nats-server together (not the stub or the generator).
+                    by_path[label]["cpu_ms_per_request_platform"] = round(
+                        sum(
+                            after[name] - before[name]
+                            for name in after
+                            if name not in ("stub", "bench")
+                        )
+                        * 1000
+                        / n,
+                        2,
+                    )
             out[f"delay_{int(delay * 1000)}ms"] = by_path
     return out
 

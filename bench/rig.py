@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 
 from bench.stub import StubProcess
 from shared import natsserver, subjects
-from shared.launcher import Platform
+from shared.launcher import Groups, Platform
 from shared.messages.completions import CreateCompletion
 from shared.messages.lifecycle import OnboardTenant
 from shared.messages.retrieval import Document, DocumentsIngested, IngestDocuments
@@ -144,14 +144,23 @@ class Rig:
 
 
 async def open_rig(
-    data_dir: Path, tenants: int, replicas: int, delay_s: float, docs_per_tenant: int = 3
+    data_dir: Path,
+    tenants: int,
+    replicas: int,
+    delay_s: float,
+    docs_per_tenant: int = 3,
+    cohost: Groups = (),
 ) -> Rig:
+    """`cohost`: services sharing a process (shared.launcher.parse_cohost); those run one
+    copy, `replicas` applies to the scalable services left alone."""
     stub = StubProcess(delay_s)
     api_port = natsserver.free_port()
+    hosted = {name for group in cohost for name in group}
     platform = Platform(
         data_dir=data_dir,
         nats_url=f"nats://127.0.0.1:{natsserver.free_port()}",
-        replicas={name: replicas for name in SCALABLE},
+        replicas={name: replicas for name in SCALABLE if name not in hosted},
+        cohost=cohost,
         extra_env={
             "ANTHROPIC_API_KEY": "sk-ant-bench-stub",
             "ANTHROPIC_BASE_URL": stub.url,

@@ -15,7 +15,8 @@ compose, whose healthchecks can only exec.
   it says which check failed, never a URL or a secret.
 
 Off unless TENANTRY_HTTP_PORT is set: the embedded mode runs eight processes on one
-machine, which need no ports of their own.
+machine, which need no ports of their own. A process that hosts several services
+(shared.cohost) serves one endpoint reporting each of them (HealthGroup).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from shared.logging import get_logger
@@ -112,6 +113,10 @@ class Health:
     state: State = State.STARTING
     checks: dict[str, Check] = field(default_factory=dict)
 
+    @property
+    def name(self) -> str:
+        return self.service.name
+
     @classmethod
     def of(cls, service: Service) -> Health:
         health = cls(service)
@@ -157,13 +162,51 @@ class Health:
         return ok, {"state": self.state.value, "checks": report}
 
 
+@dataclass
+class HealthGroup:
+    """The health of several services hosted in one process (shared.cohost): alive while
+    none has failed, ready when every one is; the report holds each service's own."""
+
+    members: list[Health]
+
+    @property
+    def name(self) -> str:
+        return "+".join(m.name for m in self.members)
+
+    def set_state(self, state: State) -> None:
+        for member in self.members:
+            member.state = state
+
+    def live(self) -> tuple[bool, dict[str, Any]]:
+        reports = {m.name: m.live() for m in self.members}
+        ok = all(alive for alive, _ in reports.values())
+        return ok, {"services": {name: report for name, (_, report) in reports.items()}}
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        results = await asyncio.gather(*(m.ready() for m in self.members))
+        ok = all(ready for ready, _ in results)
+        services = {m.name: report for m, (_, report) in zip(self.members, results, strict=True)}
+        return ok, {"services": services}
+
+
+class Reporter(Protocol):
+    """What the endpoint reports: one service (Health) or several in one process."""
+
+    @property
+    def name(self) -> str: ...
+
+    def live(self) -> tuple[bool, dict[str, Any]]: ...
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]: ...
+
+
 Metrics = Callable[[], tuple[bytes, str]]
 
 
 class HealthServer:
     """asyncio HTTP/1.0 server on the service's own loop (so /livez proves the loop runs)."""
 
-    def __init__(self, health: Health, metrics: Metrics | None = None) -> None:
+    def __init__(self, health: Reporter, metrics: Metrics | None = None) -> None:
         self.health = health
         self.metrics = metrics
         self._server: asyncio.Server | None = None
@@ -215,7 +258,7 @@ class HealthServer:
             return "200 OK", body, ctype
         else:
             return "404 Not Found", b"", "text/plain"
-        report["service"] = self.health.service.name
+        report["service"] = self.health.name
         status = "200 OK" if ok else "503 Service Unavailable"
         return status, json.dumps(report).encode(), "application/json"
 

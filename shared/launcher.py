@@ -1,4 +1,5 @@
-"""Embedded mode: nats-server from the wheel plus every service as its own process."""
+"""Embedded mode: nats-server from the wheel plus every service as its own process, or
+some services sharing one (`cohost`, shared.cohost)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,51 @@ SERVICES = (
 # nats-server, retrieval and audit hold the Qdrant Edge worker and chDB folder locks.
 SINGLE_COPY = ("access", "retrieval", "audit")
 
+# The services one completion request crosses: the `critical` co-hosting group.
+CRITICAL_PATH = ("gateway", "promptconfig", "metering", "leakage", "retrieval", "llm")
+
+Groups = tuple[tuple[str, ...], ...]
+
+
+def parse_cohost(value: str, services: tuple[str, ...] = SERVICES) -> Groups:
+    """TENANTRY_COHOST / `tenantry run --cohost`: which services share a process.
+
+    `none` (or empty): one process per service. `all`: every service in one. `critical`:
+    the request path (CRITICAL_PATH) in one, the rest alone. Otherwise groups separated
+    by `;`, each a comma-separated list of services (`critical` may stand for its
+    members), e.g. `gateway,llm;audit,access`. Services in no group run alone; each
+    group is returned in start order (SERVICES)."""
+    value = value.strip().lower()
+    if value in ("", "none"):
+        return ()
+    if value == "all":
+        return (tuple(services),)
+    groups: list[tuple[str, ...]] = []
+    seen: set[str] = set()
+    for text in value.split(";"):
+        names: list[str] = []
+        for word in (w.strip() for w in text.split(",")):
+            if word == "critical":
+                names += [n for n in CRITICAL_PATH if n in services]
+            elif word:
+                names.append(word)
+        if not names:
+            raise ValueError(f"TENANTRY_COHOST {value!r}: an empty group")
+        unknown = [n for n in names if n not in services]
+        if unknown:
+            raise ValueError(
+                f"TENANTRY_COHOST: no service {', '.join(sorted(set(unknown)))} here "
+                f"(services: {', '.join(services)})"
+            )
+        twice = sorted({n for n in names if n in seen or names.count(n) > 1})
+        if twice:
+            raise ValueError(f"TENANTRY_COHOST: {', '.join(twice)} named more than once")
+        seen.update(names)
+        if len(names) > 1:  # a group of one is a service alone
+            groups.append(tuple(n for n in services if n in names))
+    return tuple(groups)
+
+
 log = get_logger("tenantry.launcher")
 
 
@@ -53,6 +99,9 @@ class Platform:
     # Extra copies of a service, e.g. {"gateway": 2}; absent means one. access, retrieval
     # and audit must stay single in embedded mode (auth file, Qdrant and chDB folders).
     replicas: dict[str, int] = field(default_factory=dict)
+    # Services that share a process (shared.cohost), e.g. parse_cohost("critical"); each
+    # still has its own NATS user, subjects, settings and health. Default: none.
+    cohost: Groups = ()
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
     # repr=False: the passwords inside must never reach a log line or a test report.
     _auth: EmbeddedAuth | None = field(default=None, repr=False)
@@ -69,6 +118,13 @@ class Platform:
         several = [n for n in SINGLE_COPY if self.replicas.get(n, 1) > 1]
         if several:
             raise ValueError(f"embedded mode runs one copy of {', '.join(several)}")
+        hosted = [n for group in self.cohost for n in group]
+        stray = [n for n in hosted if n not in self.services]
+        if stray or len(hosted) != len(set(hosted)):
+            raise ValueError(f"co-hosting groups {self.cohost} do not fit {self.services}")
+        copied = [n for n in hosted if self.replicas.get(n, 1) > 1]
+        if copied:
+            raise ValueError(f"co-hosted services run one copy: {', '.join(copied)}")
         self.data_dir = self.data_dir.resolve()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         port = urlparse(self.nats_url).port or 4222
@@ -92,7 +148,19 @@ class Platform:
             "TENANTRY_LOG_FORMAT": "json",
             **self.extra_env,
         }
+        for group in self.cohost:
+            key = self._unit(group[0])
+            out = open(self.log_dir / f"{key}.log", "ab")  # the child owns it
+            scoped = {k: v for name in group for k, v in self._service_env(name, group).items()}
+            self._procs[key] = subprocess.Popen(  # noqa: S603
+                [sys.executable, "-m", "shared.cohost", ",".join(group)],
+                env={**env, **scoped},
+                stdout=out,
+                stderr=out,
+            )
         for name in self.services:
+            if self._unit(name) != name:
+                continue
             for copy in range(self.replicas.get(name, 1)):
                 # The first copy keeps the plain name (and log file) as before.
                 key = name if copy == 0 else f"{name}-{copy + 1}"
@@ -109,14 +177,27 @@ class Platform:
             self.stop()
             raise
 
-    def _service_env(self, name: str) -> dict[str, str]:
+    def _service_env(self, name: str, group: tuple[str, ...] = ()) -> dict[str, str]:
+        """A service's own variables; in a co-hosting group scoped to it alone
+        (TENANTRY_<NAME>__..., see shared.cohost), so no two share a NATS user."""
         if self._auth is None:
             return {}
         user, password = self._auth.service_credentials(name)
         env = {"TENANTRY_NATS_USER": user, "TENANTRY_NATS_PASSWORD": password}
         if name == "access":
             env["TENANTRY_NATS_AUTH_DIR"] = str(self._auth.nats_dir)
+        if group:
+            from shared.cohost import scoped
+
+            return {scoped(name, var): value for var, value in env.items()}
         return env
+
+    def _unit(self, name: str) -> str:
+        """The process that runs `name`: its own, or its co-hosting group's (`a+b+c`)."""
+        for group in self.cohost:
+            if name in group:
+                return "+".join(group)
+        return name
 
     async def _wait_healthy(self, timeout_s: float) -> None:
         user, password = self.ops_credentials
@@ -125,11 +206,13 @@ class Platform:
             deadline = time.monotonic() + timeout_s
             for name in self.services:
                 while True:
-                    proc = self._procs[name]
+                    unit = self._unit(name)
+                    proc = self._procs[unit]
                     if proc.poll() is not None:
+                        where = f" (co-hosted in {unit})" if unit != name else ""
                         raise RuntimeError(
-                            f"service {name} exited with code {proc.returncode}; "
-                            f"see {self.log_dir / (name + '.log')}"
+                            f"service {name}{where} exited with code {proc.returncode}; "
+                            f"see {self.log_dir / (unit + '.log')}"
                         )
                     try:
                         await nc.request(subjects.health(name), b"", timeout=0.5)
@@ -148,21 +231,26 @@ class Platform:
         return {name: proc.poll() is None for name, proc in self._procs.items()}
 
     def pids(self) -> dict[str, int]:
-        """Process ids by name (`gateway`, `gateway-2`, ..., `nats-server`), e.g. for RSS."""
+        """Process ids by name (`gateway`, `gateway-2`, ..., a co-hosting group's
+        `gateway+llm`, `nats-server`), e.g. for RSS."""
         return {name: proc.pid for name, proc in self._procs.items()}
 
-    def stop(self) -> None:
+    def stop(self) -> dict[str, int]:
+        """Stop every process; their exit codes by name (0: drained and stopped cleanly,
+        negative: killed by that signal)."""
+        codes: dict[str, int] = {}
         # Services first (they drain their subscriptions), nats-server last.
         for name, proc in reversed(list(self._procs.items())):
             if proc.poll() is None:
                 proc.terminate()
             try:
-                proc.wait(timeout=15)
+                codes[name] = proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 log.warning("launcher.kill", process=name)
                 proc.kill()
-                proc.wait()
+                codes[name] = proc.wait()
         self._procs.clear()
+        return codes
 
 
 async def _answers(nc: NatsClient, name: str) -> int:

@@ -8,6 +8,9 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from shared.cli.common import console, fail, settings
 from shared.money import format_usd
@@ -16,12 +19,21 @@ from shared.money import format_usd
 PLATFORM_MODULES = ("faststream", "qdrant_client", "chdb", "numpy", "anthropic", "bcrypt")
 
 
-def run() -> None:
+def run(
+    cohost: Annotated[
+        str,
+        typer.Option(
+            envvar="TENANTRY_COHOST",
+            help="Services sharing a process: none (one process each), critical (the "
+            "request path in one), all, or groups like 'gateway,llm;audit,access'.",
+        ),
+    ] = "none",
+) -> None:
     """Start NATS and every service, seed two demo tenants, answer one request each, serve.
 
     Uses the global --nats-url (where nats-server listens) and --data-dir.
     """
-    _platform("run", settings.nats_url, settings.data_dir, keep_serving=True)
+    _platform("run", settings.nats_url, settings.data_dir, keep_serving=True, cohost=cohost)
 
 
 def demo() -> None:
@@ -41,7 +53,9 @@ def missing_platform_modules() -> list[str]:
     return missing
 
 
-def _platform(command: str, nats_url: str, data_dir: Path, keep_serving: bool) -> None:
+def _platform(
+    command: str, nats_url: str, data_dir: Path, keep_serving: bool, cohost: str = "none"
+) -> None:
     missing = missing_platform_modules()
     if missing:
         fail(
@@ -49,11 +63,17 @@ def _platform(command: str, nats_url: str, data_dir: Path, keep_serving: bool) -
             f"pip install 'tenantry[platform]' (missing: {', '.join(missing)})"
         )
     from shared.demo import DemoFailed, run_demo
-    from shared.launcher import Platform, PortInUse
+    from shared.launcher import Platform, PortInUse, parse_cohost
 
-    platform = Platform(data_dir=data_dir, nats_url=nats_url)
+    try:
+        groups = parse_cohost(cohost)
+    except ValueError as exc:
+        fail(str(exc))
+    platform = Platform(data_dir=data_dir, nats_url=nats_url, cohost=groups)
+    shared = "".join(f"; {'+'.join(g)} in one process" for g in groups)
     console.print(
-        f"starting nats-server and {len(platform.services)} services (data in {data_dir}/) …"
+        f"starting nats-server and {len(platform.services)} services{shared} "
+        f"(data in {data_dir}/) …"
     )
     started = time.perf_counter()
     try:
