@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -68,15 +69,22 @@ class CredentialStore:
         return found
 
 
+# Reads the tenant users from the store. Called under the writer's lock: a list read
+# before another issue's and written after it would drop that tenant's user (seen when
+# the pipeline bench onboarded 100 tenants at once).
+UsersLoader = Callable[[], Awaitable[list[NatsUser]]]
+
+
 class ServerUsers(Protocol):
-    async def apply(self, users: list[NatsUser]) -> None:
-        """Make exactly these tenant users (plus the static ones) valid, at once."""
+    async def apply(self, load: UsersLoader) -> None:
+        """Make exactly the tenant users `load` returns (plus the static ones) valid, at
+        once; `load` is called under the lock that orders the writes."""
 
 
 class UnmanagedServerUsers:
     """Server mode where nats-server's users are managed elsewhere (e.g. auth callout)."""
 
-    async def apply(self, users: list[NatsUser]) -> None:
+    async def apply(self, load: UsersLoader) -> None:
         return None
 
 
@@ -89,8 +97,9 @@ class FileServerUsers:
         self._timeout = timeout_s
         self._lock = asyncio.Lock()
 
-    async def apply(self, users: list[NatsUser]) -> None:
+    async def apply(self, load: UsersLoader) -> None:
         async with self._lock:
+            users = await load()
             static = [
                 NatsUser.from_dict(u)
                 for u in json.loads((self._dir / STATIC_USERS_FILE).read_text())

@@ -43,5 +43,7 @@ async def revoke(store: CredentialStore, server: ServerUsers, tenant_id: str) ->
 
 
 async def sync(store: CredentialStore, server: ServerUsers) -> None:
-    users: list[NatsUser] = [tenant_user(c.tenant_id, c.password_hash) for c in await store.all()]
-    await server.apply(users)
+    async def users() -> list[NatsUser]:
+        return [tenant_user(c.tenant_id, c.password_hash) for c in await store.all()]
+
+    await server.apply(users)  # reads the list under its lock: see UsersLoader

@@ -204,3 +204,33 @@ async def test_offboarding_locks_the_tenant_out_and_removes_its_data(platform: P
             allow_reconnect=False,
             max_reconnect_attempts=0,
         )
+
+
+async def test_tenants_onboarded_at_once_can_all_log_in(platform: Platform) -> None:
+    """Every issue rewrites the server's users from the stored list: two issues at once
+    must not let the one that read the list first write last and drop the other's user
+    (the pipeline bench onboards 100 tenants at once and once saw one refused)."""
+    suffix = uuid.uuid4().hex[:6]
+    tids = [f"burst-{n}-{suffix}" for n in range(8)]
+    async with _ops(platform) as ops:
+        for tid in tids:
+            saved = await ops.save_tenant(tid, default_profile(f"Burst {tid}", Tier.FREE))
+            assert saved.ok, saved.error
+        issued = await asyncio.gather(*(ops.issue_credentials(tid) for tid in tids))
+    assert all(creds.ok and creds.created for creds in issued)
+    refused = []
+    for tid, creds in zip(tids, issued, strict=True):
+        try:
+            nc = await nats.connect(
+                platform.nats_url,
+                user=creds.user,
+                password=creds.password,
+                inbox_prefix=creds.inbox_prefix,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+            )
+        except nats.errors.Error:
+            refused.append(tid)
+        else:
+            await nc.close()
+    assert refused == []

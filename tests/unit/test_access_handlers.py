@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from services.access.adapters import UsersLoader
 from services.access.handlers import Deps, issue, revoke, revoke_key, rotate_key
 from shared.apikeys import StoredKey
 from shared.messages.access import IssueCredentials, RevokeCredentials
@@ -35,9 +37,11 @@ class Credentials:
 class Server:
     def __init__(self) -> None:
         self.applied: list[list[NatsUser]] = []
+        self._lock = asyncio.Lock()  # FileServerUsers orders its writes the same way
 
-    async def apply(self, users: list[NatsUser]) -> None:
-        self.applied.append(users)
+    async def apply(self, load: UsersLoader) -> None:
+        async with self._lock:
+            self.applied.append(await load())
 
 
 class Keys:
@@ -115,3 +119,28 @@ async def test_rotate_issues_the_new_key_before_revoking_the_old() -> None:
     assert [e.action for e in events] == ["api_key.rotate"]
     gone = await revoke_key(RevokeApiKey(tenant_id="acme", key_id=old.key_id), deps)
     assert not gone.existed
+
+
+class SlowFirstList(Credentials):
+    """The first listing of the store takes longer than the ones after it, as a KV
+    watch can: the list it read is then older than a later caller's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listings = 0
+
+    async def all(self) -> list[Any]:
+        self.listings += 1
+        snapshot = list(self.stored.values())
+        await asyncio.sleep(0.05 if self.listings == 1 else 0)
+        return snapshot
+
+
+async def test_issues_at_once_never_write_an_older_user_list_last() -> None:
+    deps, server, _, _ = make()
+    deps = Deps(store=cast(Any, SlowFirstList()), server=server, keys=deps.keys, trail=deps.trail)
+    issued = await asyncio.gather(
+        *(issue(IssueCredentials(tenant_id=t, request_id=t), deps) for t in ("acme", "beta"))
+    )
+    assert all(i.ok and i.created for i in issued)
+    assert sorted(u.user for u in server.applied[-1]) == sorted(i.user for i in issued)
