@@ -25,9 +25,12 @@ the service's event loop.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
+import os
 import shutil
+import sys
 import time
 import uuid
 from collections import OrderedDict
@@ -57,6 +60,12 @@ _EMBEDDER = "embedder"
 # Below this many unindexed points a brute-force pass over the segment is faster than
 # the HNSW walk (Qdrant's own full_scan_threshold is 10 000 KB of vectors).
 INDEX_AFTER_UNINDEXED = 2_000
+# Payload indexes (document_id, chunk_index: what deletes and re-ingest clean-up filter
+# on) are created once a shard holds this many points, not with the shard: in a small
+# shard's appendable segment they are gridstore files that every load populates into
+# memory (8 MB for a 20-point shard, measured with strace: 4 + 2 + 1 + 1 MB), and that
+# was most of a cold tenant's load; a filter over fewer points than this scans them.
+PAYLOAD_INDEX_AFTER = 1_000
 MAX_SEGMENT_KB = 128 * 1024
 # Candidates are found on the int8 copies, then the best 2x `limit` are rescored on the
 # original vectors: ranks and scores come out as exact dot products. How many the HNSW
@@ -249,6 +258,11 @@ class ShardSet:
             self._close_s,
         )
 
+    def payload_indexed(self, tenant_id: str) -> bool | None:
+        """Whether the shard has its payload indexes yet (None: no such shard)."""
+        shard = self._shard(tenant_id)
+        return None if shard is None else bool(shard.info().payload_schema)
+
     def points(self, tenant_id: str) -> tuple[int, int]:
         """(points, indexed vectors) in the tenant's shard; (0, 0) if it has none."""
         shard = self._shard(tenant_id)
@@ -278,7 +292,9 @@ class ShardSet:
         if not path.exists():
             return None
         started = time.perf_counter()
+        _preread_wal(path)
         shard = qe.EdgeShard.load(str(path))  # replays the WAL
+        no_readahead()
         self._load_s += time.perf_counter() - started
         self._remember(tenant_id, shard)
         return shard
@@ -305,13 +321,19 @@ class ShardSet:
 
     def _index(self, tenant_id: str, shard: qe.EdgeShard) -> bool:
         info = shard.info()
-        if info.points_count - info.indexed_vectors_count < INDEX_AFTER_UNINDEXED:
-            return False
-        shard.optimize()
-        # Segments the optimizer replaced stay on disk (and mapped) until the next flush:
-        # without it, re-indexing during a 100k ingest left 12.6 GB of dead segments.
-        shard.flush()
-        return True
+        payload = info.points_count >= PAYLOAD_INDEX_AFTER and not info.payload_schema
+        if payload:
+            _index_payload(shard)
+        graph = info.points_count - info.indexed_vectors_count >= INDEX_AFTER_UNINDEXED
+        if graph:
+            shard.optimize()
+            no_readahead()  # the segments it built are new mappings
+        if payload or graph:
+            # Segments the optimizer replaced stay on disk (and mapped) until the next
+            # flush: without it, re-indexing during a 100k ingest left 12.6 GB of dead
+            # segments.
+            shard.flush()
+        return payload or graph
 
     def _close(self, tenant_id: str) -> None:
         shard = self._open.pop(tenant_id, None)
@@ -364,18 +386,12 @@ class ShardSet:
         marker = path / _CREATING
         marker.touch()
         shard = qe.EdgeShard.create(str(path), config)
-        # Deletes and re-ingest clean-up filter on these; indexed, they are look-ups.
-        shard.update(
-            qe.UpdateOperation.create_field_index("document_id", qe.PayloadSchemaType.Keyword)
-        )
-        shard.update(
-            qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer)
-        )
         shard.flush()
         if embedder is not None:
             (path / _EMBEDDER).write_text(embedder)
             self._embedders[tenant_id] = embedder
         marker.unlink()
+        no_readahead()
         self._remember(tenant_id, shard)
 
     def _check_embedder(
@@ -406,6 +422,65 @@ class ShardSet:
             self._dims[tenant_id] = size
         if size != dim:
             raise DimensionMismatch(f"collection holds {size}-wide vectors, embedder makes {dim}")
+
+
+_MADV_RANDOM = 1  # Linux
+_PAGE = 4096
+_USER_SPACE = 1 << 47  # x86-64 and arm64's 4-level user address space
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def no_readahead() -> None:
+    """Advise the kernel that every mapping of this (worker) process is read at random,
+    as Qdrant itself advises for most of its files but not for all: a shard's WAL and
+    vector files are 32 MiB and mostly sparse, so each page fault on them would otherwise
+    read the disk's read-ahead (8 MB on this machine's disk) of zeros into memory, which
+    made a cold tenant's first search take ~90 ms here (README, retrieval at scale).
+    One call over the whole address space: the kernel applies the advice to every
+    mapping in it and answers ENOMEM for the gaps between them, which is expected."""
+    if _libc is not None:
+        _libc.madvise(ctypes.c_void_p(0), ctypes.c_size_t(_USER_SPACE), _MADV_RANDOM)
+
+
+def _preread_wal(shard_path: Path) -> None:
+    """Read a shard's WAL files into the page cache, exactly: their written parts plus
+    the page after each (where the replay reads the end mark), with read-ahead off. The
+    load maps them before `no_readahead` can advise it, and each is a 32 MiB sparse file
+    whose first fault would otherwise read the disk's read-ahead of zeros (8 MB each on
+    this machine: 16 of a small shard's 16.8 MB read per load, measured with fincore)."""
+    for wal in (shard_path / "wal").iterdir():
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+            _read_written(fd, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
+
+
+def _read_written(fd: int, size: int) -> None:
+    os.pread(fd, _PAGE, 0)  # the first page, even of a segment that is all hole
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError:  # ENXIO: nothing written after offset
+            return
+        end = min(size, os.lseek(fd, start, os.SEEK_HOLE) + _PAGE)
+        while start < end:
+            got = os.pread(fd, min(1 << 20, end - start), start)
+            if not got:
+                break
+            start += len(got)
+        offset = end
+
+
+def _index_payload(shard: qe.EdgeShard) -> None:
+    """Deletes and re-ingest clean-up filter on these; indexed, they are look-ups."""
+    shard.update(qe.UpdateOperation.create_field_index("document_id", qe.PayloadSchemaType.Keyword))
+    shard.update(qe.UpdateOperation.create_field_index("chunk_index", qe.PayloadSchemaType.Integer))
 
 
 def _hit(point: qe.ScoredPoint) -> Hit:

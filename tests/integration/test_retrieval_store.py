@@ -32,7 +32,13 @@ from services.retrieval.adapters import (
 from services.retrieval.chunking import ChunkingConfig
 from services.retrieval.edge import EdgeStore
 from services.retrieval.embedding import HashingEmbedder
-from services.retrieval.shards import INDEX_AFTER_UNINDEXED, FolderLocked, ShardSet, ShardStats
+from services.retrieval.shards import (
+    INDEX_AFTER_UNINDEXED,
+    PAYLOAD_INDEX_AFTER,
+    FolderLocked,
+    ShardSet,
+    ShardStats,
+)
 from shared.messages.retrieval import Document
 
 pytestmark = pytest.mark.integration
@@ -235,6 +241,35 @@ def test_edge_sweeps_half_created_and_half_dropped_shards(tmp_path: Path) -> Non
         assert shards.search("torn", [1.0] * EMBEDDER.dim, 1) == []
     finally:
         shards.close()
+
+
+def test_edge_indexes_payloads_once_a_shard_grows_and_deletes_work_either_way(
+    tmp_path: Path,
+) -> None:
+    """Small shards have no payload index (a load would populate 8 MB of it): their
+    deletes scan; past PAYLOAD_INDEX_AFTER points idle work adds the indexes."""
+    small = [chunk("t", "small", i, f"small chunk {i}") for i in range(6)]
+    big = [chunk("t", f"d{i % 50}", i // 50, f"chunk {i}") for i in range(PAYLOAD_INDEX_AFTER)]
+    shards = ShardSet(tmp_path)
+    try:
+        shards.upsert("t", ChunkColumns.of(small), EMBEDDER.dim)
+        shards.idle_work()
+        assert shards.payload_indexed("t") is False
+        assert shards.delete_document("t", "small", from_index=2) == 4
+        shards.upsert("t", ChunkColumns.of(big), EMBEDDER.dim)
+        while shards.idle_work():
+            pass
+        assert shards.payload_indexed("t") is True
+        assert shards.delete_document("t", "d7", from_index=10) == 10
+        assert shards.points("t")[0] == 2 + PAYLOAD_INDEX_AFTER - 10
+    finally:
+        shards.close()
+    reopened = ShardSet(tmp_path)  # the load pre-reads the WAL; nothing is lost by it
+    try:
+        assert reopened.points("t")[0] == 2 + PAYLOAD_INDEX_AFTER - 10
+        assert reopened.search("t", EMBEDDER.embed(["chunk 999"])[0], 1)[0].text == "chunk 999"
+    finally:
+        reopened.close()
 
 
 async def test_edge_keeps_at_most_max_open_shards_and_reopens_cold_ones(tmp_path: Path) -> None:
