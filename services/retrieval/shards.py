@@ -12,7 +12,7 @@ the service's event loop.
 
 * Shards open lazily and the least recently used ones are closed above `max_open`,
   so thousands of tenants do not hold thousands of open shards (each open shard keeps a
-  search thread, a file and ~12 MB of mapped segment files).
+  search thread, a file and, small, ~0.4 MB of mapped segment files).
 * `create` marks the folder until the shard is complete, and `drop` renames the folder
   away before deleting it: a crash half-way leaves either a whole shard or none, never
   a torn one. Leftovers are swept on open.
@@ -327,7 +327,6 @@ class ShardSet:
         graph = info.points_count - info.indexed_vectors_count >= INDEX_AFTER_UNINDEXED
         if graph:
             shard.optimize()
-            no_readahead()  # the segments it built are new mappings
         if payload or graph:
             # Segments the optimizer replaced stay on disk (and mapped) until the next
             # flush: without it, re-indexing during a 100k ingest left 12.6 GB of dead
@@ -391,7 +390,6 @@ class ShardSet:
             (path / _EMBEDDER).write_text(embedder)
             self._embedders[tenant_id] = embedder
         marker.unlink()
-        no_readahead()
         self._remember(tenant_id, shard)
 
     def _check_embedder(
@@ -437,7 +435,11 @@ def no_readahead() -> None:
     read the disk's read-ahead (8 MB on this machine's disk) of zeros into memory, which
     made a cold tenant's first search take ~90 ms here (README, retrieval at scale).
     One call over the whole address space: the kernel applies the advice to every
-    mapping in it and answers ENOMEM for the gaps between them, which is expected."""
+    mapping in it and answers ENOMEM for the gaps between them, which is expected.
+    Called after loads only: a shard just created or optimized has its pages in the page
+    cache already, and advising its WAL random slowed ingest by ~10-30 % (each write
+    fault then reads its own page: `bench.retrieval_edge one 10000`, 2,784-2,855 against
+    2,923-4,159 chunks/s without)."""
     if _libc is not None:
         _libc.madvise(ctypes.c_void_p(0), ctypes.c_size_t(_USER_SPACE), _MADV_RANDOM)
 
