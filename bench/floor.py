@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 2_000
 PAYLOAD = b"x" * 512  # about the size of a small service message
 SUBJECT = "bench.floor.echo"
+IDLE_ROUNDS = 100
+IDLE_GAP_S = 0.1
 
 
 async def _measure(url: str) -> dict[str, Any]:
@@ -42,6 +44,15 @@ async def _measure(url: str) -> dict[str, Any]:
             started = time.perf_counter()
             await nc.request(SUBJECT, PAYLOAD, timeout=1)
             rtt.append((time.perf_counter() - started) * 1000)
+        # The same round trip after the machine sat idle for as long as a model call
+        # takes (the 100 ms stub): what waking a sleeping process costs on this machine,
+        # paid once per hop on the path after the model answers.
+        after_idle = []
+        for _ in range(IDLE_ROUNDS):
+            await asyncio.sleep(IDLE_GAP_S)
+            started = time.perf_counter()
+            await nc.request(SUBJECT, PAYLOAD, timeout=1)
+            after_idle.append((time.perf_counter() - started) * 1000)
         js = nc.jetstream()
         await js.add_stream(
             StreamConfig(name="BENCHFLOOR", subjects=["bench.floor.js"], storage=StorageType.FILE)
@@ -59,6 +70,7 @@ async def _measure(url: str) -> dict[str, Any]:
         "rounds": ROUNDS,
         "payload_bytes": len(PAYLOAD),
         "request_reply_ms": percentiles(rtt),
+        "request_reply_after_idle_ms": {"idle_s": IDLE_GAP_S, **percentiles(after_idle)},
         "jetstream_publish_acked_ms": percentiles(acked),
     }
 
