@@ -221,14 +221,7 @@ async def test_tenants_onboarded_at_once_can_all_log_in(platform: Platform) -> N
     refused = []
     for tid, creds in zip(tids, issued, strict=True):
         try:
-            nc = await nats.connect(
-                platform.nats_url,
-                user=creds.user,
-                password=creds.password,
-                inbox_prefix=creds.inbox_prefix,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-            )
+            nc = await _connect_as(platform, tid, creds, Violations())
         except nats.errors.Error:
             refused.append(tid)
         else:
