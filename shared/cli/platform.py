@@ -12,7 +12,8 @@ from typing import Annotated
 
 import typer
 
-from shared.cli.common import console, fail, settings
+from shared.cli import common
+from shared.cli.common import console, fail
 from shared.money import format_usd
 
 # What the services import that a client-only install does not have.
@@ -33,12 +34,15 @@ def run(
 
     Uses the global --nats-url (where nats-server listens) and --data-dir.
     """
-    _platform("run", settings.nats_url, settings.data_dir, keep_serving=True, cohost=cohost)
+    # common.settings, read when called: the global options replace it after import.
+    opts = common.settings
+    _platform("run", opts.nats_url, opts.data_dir, keep_serving=True, cohost=cohost)
 
 
 def demo() -> None:
     """The same scenario as `run`, then stop everything and exit."""
-    _platform("demo", settings.nats_url, settings.data_dir, keep_serving=False)
+    opts = common.settings
+    _platform("demo", opts.nats_url, opts.data_dir, keep_serving=False)
 
 
 def missing_platform_modules() -> list[str]:
