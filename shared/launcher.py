@@ -139,6 +139,11 @@ class Platform:
             log_file=self.log_dir / "nats-server.log",
             config_file=self._auth.config_file if self._auth else None,
             pid_file=self._auth.pid_file if self._auth else None,
+            # A Ctrl-C reaches every process of the terminal's group at once: nats-server
+            # exiting then raced the services' drains (make run once killed api after
+            # 15 s, its connection broken mid-stop). Out of the group, it is stopped by
+            # stop(), after every service.
+            own_session=True,
         )
         self._procs["nats-server"] = nats_proc
         env = {

@@ -11,6 +11,14 @@ import time
 from pathlib import Path
 
 
+def _stop_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent exits (prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+
+
 class NatsServerNotFound(RuntimeError):
     pass
 
@@ -56,8 +64,11 @@ def start(
     config_file: Path | None = None,
     log_file: Path | None = None,
     pid_file: Path | None = None,
+    own_session: bool = False,
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """Start nats-server with JetStream on, bound to loopback; returns (process, port)."""
+    """Start nats-server with JetStream on, bound to loopback; returns (process, port).
+    `own_session`: out of the caller's process group, so a Ctrl-C in the terminal does
+    not reach it and whoever started it stops it last (see Platform.start)."""
     port = port or free_port()
     store_dir.mkdir(parents=True, exist_ok=True)
     args = [find_binary(), "-js", "-sd", str(store_dir), "-a", "127.0.0.1", "-p", str(port)]
@@ -66,7 +77,15 @@ def start(
     if pid_file is not None:
         args += ["-P", str(pid_file)]
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL
-    proc = subprocess.Popen(args, stdout=out, stderr=out)  # noqa: S603
+    proc = subprocess.Popen(  # noqa: S603
+        args,
+        stdout=out,
+        stderr=out,
+        start_new_session=own_session,
+        # Out of the group, a launcher killed outright (SIGKILL) would leave it running on
+        # the port; on Linux it is told to stop when its parent dies.
+        preexec_fn=_stop_with_parent if own_session and sys.platform == "linux" else None,
+    )
     try:
         wait_for_port(port)
     except TimeoutError:
