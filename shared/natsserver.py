@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+_PR_SET_PDEATHSIG = 1
 
-def _stop_with_parent() -> None:
-    """In the child before exec: SIGTERM when the parent exits (prctl PR_SET_PDEATHSIG)."""
-    import ctypes
-    import signal
 
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
+def _stop_with_parent() -> Callable[[], None]:
+    """What the child runs before exec: SIGTERM when the parent exits. libc is loaded
+    here, in the parent, so the child between fork and exec imports and loads nothing."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class NatsServerNotFound(RuntimeError):
@@ -84,7 +88,7 @@ def start(
         start_new_session=own_session,
         # Out of the group, a launcher killed outright (SIGKILL) would leave it running on
         # the port; on Linux it is told to stop when its parent dies.
-        preexec_fn=_stop_with_parent if own_session and sys.platform == "linux" else None,
+        preexec_fn=_stop_with_parent() if own_session and sys.platform == "linux" else None,
     )
     try:
         wait_for_port(port)
