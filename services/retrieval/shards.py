@@ -231,8 +231,9 @@ class ShardSet:
         return True, count
 
     def idle_work(self) -> bool:
-        """One unit of deferred work: close a shard beyond max_open, or build the HNSW
-        index of one shard with enough unindexed points. False when there was none."""
+        """One unit of deferred work: close a shard beyond max_open, or index one shard
+        (its payload indexes once it is big enough, its HNSW graph once enough points are
+        unindexed). False when there was none."""
         if len(self._open) > self.max_open:
             self._evict_coldest()
             return True
